@@ -1,0 +1,103 @@
+"""Command line: parse argv, load the config, build and run; the only place that exits.
+
+Exit status: 0 when the run completed (rejects are data, not failure); 2 for a bad command line,
+config or output location, with a message and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines.config import Config, ConfigError, OutputConfig, load_config
+from pipelines.pipeline import build
+from pipelines.records import Run
+from pipelines.summary import build_summary, counters_of, format_summary, save_summary
+
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="newsbeam",
+        description="Ingest RSS/Atom feeds into Parquet: articles, stories and rejects.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser(
+        "run",
+        help="run one batch over the configured feeds",
+        description=(
+            "Run one batch: poll every feed of the config, fetch and extract new articles, assign them "
+            "to stories and append articles/, stories/ and rejects/ under the output directory. Any "
+            "further option (e.g. --runner, --direct_running_mode=multi_processing, "
+            "--direct_num_workers=2) is passed to Apache Beam unchanged."
+        ),
+    )
+    run.add_argument("--config", required=True, metavar="PATH", help="the TOML config file")
+    run.add_argument("--output", metavar="DIR",
+                     help="output directory or filesystem URL (overrides [output] path in the config)")
+    return parser
+
+
+def new_run() -> Run:
+    now = datetime.now(UTC)
+    return Run(run_id=f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}", started_at=now)
+
+
+def prepare_output(path: str) -> None:
+    """Fail early, with a usage error, when the output location cannot be written."""
+    probe = f"{path.rstrip('/')}/_runs/.write-probe"
+    try:
+        with FileSystems.create(probe, compression_type="uncompressed") as f:
+            f.write(b"ok")
+        FileSystems.delete([probe])
+    except Exception as e:  # filesystems raise their own error types
+        raise UsageError(f"output {path}: not writable ({e})") from None
+
+
+def run_batch(config: Config, beam_args: list[str], run: Run | None = None) -> dict:
+    """Run one batch and return its summary (also printed and saved)."""
+    run = run or new_run()
+    options = PipelineOptions(beam_args)
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, config, run)
+    result = pipeline.run()
+    result.wait_until_finish()
+    summary = build_summary(counters_of(result), run, datetime.now(UTC), config.output.path)
+    save_summary(config.output.path, summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, beam_args = _parser().parse_known_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+        if args.output:
+            config = replace(config, output=OutputConfig(path=args.output))
+        prepare_output(config.output.path)
+    except ConfigError as e:
+        print(f"newsbeam: config error: {e}", file=sys.stderr)
+        return USAGE_ERROR
+    except UsageError as e:
+        print(f"newsbeam: {e}", file=sys.stderr)
+        return USAGE_ERROR
+    summary = run_batch(config, beam_args)
+    print(format_summary(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""TOML config -> one validated, frozen ``Config``.
+
+Every problem raises ``ConfigError`` naming the file, the key and what is wrong, before any work
+starts. Unknown keys are errors (a typo must not silently fall back to a default). Relative paths in
+the file are resolved against the file's own directory, so a config works from any working directory.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pipelines.records import FeedSpec
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; the message names file, key and problem."""
+
+    def __init__(self, file: str, key: str | None, problem: str):
+        self.file, self.key, self.problem = file, key, problem
+        where = f"{file}: {key}" if key else file
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    timeout: float = 20.0  # seconds, for connect and for each read
+    max_bytes: int = 5_000_000  # body size cap, enforced while reading
+    max_redirects: int = 5
+    user_agent: str = "newsbeam/0.1 (+https://github.com/newsbeam/newsbeam)"
+    allow_private_addresses: bool = False
+    replay: str | None = None  # a replay manifest: serve recorded responses instead of the network
+
+
+@dataclass(frozen=True)
+class StoriesConfig:
+    window_days: float = 3.0  # how far apart in time two articles of one story may be
+    threshold: float = 0.25  # minimum similarity between an article and a story to join it
+    near_duplicate_threshold: float = 0.6  # minimum 5-word-shingle Jaccard for a near-identical copy
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    path: str = "out"
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str  # the file this config was read from
+    feeds: tuple[FeedSpec, ...]
+    fetch: FetchConfig = field(default_factory=FetchConfig)
+    stories: StoriesConfig = field(default_factory=StoriesConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    name = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(name, None, "file not found") from None
+    except OSError as e:
+        raise ConfigError(name, None, f"cannot read: {e.strerror or e}") from None
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(name, None, "not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(name, None, f"invalid TOML: {e}") from None
+    return parse_config(doc, name, base_dir=path.resolve().parent)
+
+
+def parse_config(doc: dict[str, Any], name: str, base_dir: Path) -> Config:
+    _no_unknown(doc, {"feeds", "fetch", "stories", "output"}, name, "")
+    feeds = doc.get("feeds")
+    if not isinstance(feeds, list) or not feeds:
+        raise ConfigError(name, "feeds", "at least one [[feeds]] table with a url is required")
+    return Config(
+        source=name,
+        feeds=tuple(_feed(f, name, f"feeds[{i}]", base_dir) for i, f in enumerate(feeds)),
+        fetch=_fetch(_table(doc, "fetch", name), name, base_dir),
+        stories=_stories(_table(doc, "stories", name), name),
+        output=OutputConfig(path=_resolve(_get(_table(doc, "output", name), "path", str, name, "output",
+                                               OutputConfig.path), base_dir)),
+    )
+
+
+def _feed(raw: Any, name: str, key: str, base_dir: Path) -> FeedSpec:
+    if not isinstance(raw, dict):
+        raise ConfigError(name, key, "must be a table with a url")
+    _no_unknown(raw, {"url", "name"}, name, key)
+    url = _get(raw, "url", str, name, key, None)
+    if not url:
+        raise ConfigError(name, f"{key}.url", "is required")
+    return FeedSpec(url=_feed_location(url, name, f"{key}.url", base_dir),
+                    name=_get(raw, "name", str, name, key, None))
+
+
+def _feed_location(url: str, name: str, key: str, base_dir: Path) -> str:
+    """An http(s) URL is kept; a path or file:// URL becomes an absolute local path."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        if not parts.hostname:
+            raise ConfigError(name, key, f"{url!r} has no host")
+        return url
+    if scheme == "file":
+        return str(Path(parts.path))
+    if scheme and len(scheme) > 1:  # a one-letter "scheme" is a Windows drive
+        raise ConfigError(name, key, f"{url!r}: only http(s) URLs, file:// URLs and local paths are allowed")
+    return _resolve(url, base_dir)
+
+
+def _fetch(raw: dict[str, Any], name: str, base_dir: Path) -> FetchConfig:
+    d = FetchConfig()
+    _no_unknown(raw, set(FetchConfig.__dataclass_fields__), name, "fetch")
+    replay = _get(raw, "replay", str, name, "fetch", None)
+    cfg = FetchConfig(
+        timeout=_positive(_get(raw, "timeout", float, name, "fetch", d.timeout), name, "fetch.timeout"),
+        max_bytes=_positive(_get(raw, "max_bytes", int, name, "fetch", d.max_bytes), name, "fetch.max_bytes"),
+        max_redirects=_get(raw, "max_redirects", int, name, "fetch", d.max_redirects),
+        user_agent=_get(raw, "user_agent", str, name, "fetch", d.user_agent),
+        allow_private_addresses=_get(raw, "allow_private_addresses", bool, name, "fetch",
+                                     d.allow_private_addresses),
+        replay=_resolve(replay, base_dir) if replay else None,
+    )
+    if cfg.max_redirects < 0:
+        raise ConfigError(name, "fetch.max_redirects", "must be 0 or more")
+    if not cfg.user_agent.strip():
+        raise ConfigError(name, "fetch.user_agent", "must not be empty")
+    if cfg.replay and not Path(cfg.replay).is_file():
+        raise ConfigError(name, "fetch.replay", f"replay manifest {cfg.replay} does not exist")
+    return cfg
+
+
+def _stories(raw: dict[str, Any], name: str) -> StoriesConfig:
+    d = StoriesConfig()
+    _no_unknown(raw, set(StoriesConfig.__dataclass_fields__), name, "stories")
+    cfg = StoriesConfig(
+        window_days=_positive(_get(raw, "window_days", float, name, "stories", d.window_days),
+                              name, "stories.window_days"),
+        threshold=_get(raw, "threshold", float, name, "stories", d.threshold),
+        near_duplicate_threshold=_get(raw, "near_duplicate_threshold", float, name, "stories",
+                                      d.near_duplicate_threshold),
+    )
+    for key in ("threshold", "near_duplicate_threshold"):
+        if not 0.0 < getattr(cfg, key) <= 1.0:
+            raise ConfigError(name, f"stories.{key}", "must be in (0, 1]")
+    return cfg
+
+
+def _table(doc: dict[str, Any], key: str, name: str) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(name, key, "must be a table")
+    return value
+
+
+def _no_unknown(table: dict[str, Any], known: set[str], name: str, prefix: str) -> None:
+    for key in table:
+        if key not in known:
+            full = f"{prefix}.{key}" if prefix else key
+            raise ConfigError(name, full, f"unknown key (expected one of: {', '.join(sorted(known))})")
+
+
+def _get(table: dict[str, Any], key: str, kind: type, name: str, prefix: str, default: Any) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    full = f"{prefix}.{key}" if prefix else key
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(name, full, f"must be {kind.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _positive(value: Any, name: str, key: str) -> Any:
+    if value <= 0:
+        raise ConfigError(name, key, f"must be positive, got {value!r}")
+    return value
+
+
+def _resolve(path: str, base_dir: Path) -> str:
+    if "://" in path:  # a Beam filesystem URL such as gs://bucket/dir
+        return path
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else (base_dir / p).resolve())

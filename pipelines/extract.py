@@ -1,0 +1,154 @@
+"""The ExtractArticles stage: Page -> Article.
+
+Each page is parsed once into an lxml tree; the language and canonical link are read from it, then
+trafilatura extracts the main text (reader comments excluded) and metadata from the same tree. The
+page's metadata wins; the feed entry fills what the page lacks. A page with no article text becomes a
+``Reject`` (stage ``extract``). Pure per element: no ordering or cross-article state.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import apache_beam as beam
+import trafilatura
+from trafilatura.utils import load_html
+
+from pipelines import metrics
+from pipelines.records import Article, Page, Reject
+from pipelines.text import clean, content_hash
+from pipelines.urls import article_id, canonicalize, host_of, is_web_url
+
+REJECTS = "rejects"
+
+# Fewer words than this is a teaser, a paywall stub or an error page, not an article.
+MIN_WORDS = 20
+
+_LANG = re.compile(r"^[a-zA-Z]{2,3}(?=$|[-_])")
+
+
+class ExtractError(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+def decode(body: bytes, content_type: str | None) -> str | bytes:
+    """Text decoded with the header's charset when it names a usable one; else bytes for trafilatura."""
+    if content_type and "charset=" in content_type.lower():
+        charset = content_type.lower().split("charset=")[-1].split(";")[0].strip().strip("\"'")
+        try:
+            return body.decode(charset)
+        except (LookupError, UnicodeDecodeError):
+            pass
+    return body
+
+
+def extract_article(page: Page) -> Article:
+    """The article on a page, or ExtractError."""
+    try:
+        tree = load_html(decode(page.body, page.content_type))
+    except Exception as e:  # lxml raises a zoo of types on hostile input
+        raise ExtractError("extraction_error", f"unparseable HTML: {e}") from None
+    if tree is None:
+        raise ExtractError("empty_extraction", "no HTML document found")
+    language = _language(tree)
+    declared_canonical = _canonical_link(tree, page.final_url)
+    try:
+        doc = trafilatura.bare_extraction(tree, url=page.final_url, with_metadata=True,
+                                          include_comments=False, favor_precision=True)
+    except Exception as e:  # trafilatura's failures are not typed
+        raise ExtractError("extraction_error", f"{type(e).__name__}: {e}") from None
+    text = (doc.text or "").strip() if doc is not None else ""
+    words = len(text.split())
+    if words < MIN_WORDS:
+        raise ExtractError("empty_extraction", f"{words} words of article text")
+
+    entry = page.entry
+    canonical = canonicalize(declared_canonical or page.final_url)
+    authors = _authors(doc.author) or _authors(entry.author)
+    return Article(
+        article_id=article_id(canonical),
+        url=entry.link,
+        final_url=page.final_url,
+        canonical_url=canonical,
+        feed_url=entry.feed_url,
+        source=clean(doc.sitename) or host_of(page.final_url),
+        title=clean(doc.title) or entry.title,
+        authors=authors,
+        published_at=_published(doc.date, entry.published_at),
+        fetched_at=page.fetched_at,
+        language=language,
+        summary=entry.summary or clean(doc.description),
+        text=text,
+        word_count=words,
+        content_hash=content_hash(text),
+    )
+
+
+def _language(tree) -> str | None:
+    candidates = [tree.get("lang"), tree.get("{http://www.w3.org/XML/1998/namespace}lang")]
+    candidates += tree.xpath("//meta[@http-equiv='content-language' or @http-equiv='Content-Language']/@content")
+    candidates += tree.xpath("//meta[@property='og:locale']/@content")
+    for value in candidates:
+        match = _LANG.match((value or "").strip())
+        if match:
+            return match.group().lower()
+    return None
+
+
+def _canonical_link(tree, final_url: str) -> str | None:
+    """The page's rel=canonical (or og:url) if it is an http(s) URL naming an article, not a home page."""
+    hrefs = tree.xpath("//link[@rel='canonical']/@href") + tree.xpath("//meta[@property='og:url']/@content")
+    for href in hrefs:
+        href = href.strip()
+        if is_web_url(href) and canonicalize(href).rstrip("/").count("/") > 2:
+            return href
+    return None
+
+
+def _authors(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    parts = re.split(r";|\band\b|,(?=\s*[A-Z])", value)
+    seen: dict[str, None] = {}
+    for part in parts:
+        name = clean(re.sub(r"^\s*by\s+", "", part, flags=re.I))
+        if name:
+            seen.setdefault(name, None)
+    return tuple(seen)
+
+
+def _published(page_date: str | None, entry_time: datetime | None) -> datetime | None:
+    """The entry's precise timestamp when it agrees with the page's date; else the page's date."""
+    if page_date:
+        try:
+            day = datetime.fromisoformat(page_date[:10]).replace(tzinfo=UTC)
+        except ValueError:
+            day = None
+        if day is not None:
+            if entry_time is not None and entry_time.date() == day.date():
+                return entry_time
+            return day
+    return entry_time
+
+
+class _ExtractFn(beam.DoFn):
+    def process(self, page: Page) -> Iterator:
+        try:
+            article = extract_article(page)
+        except ExtractError as e:
+            yield beam.pvalue.TaggedOutput(REJECTS, Reject(page.entry.link, page.entry.feed_url, "extract",
+                                                           e.reason, e.detail, datetime.now(UTC)))
+            return
+        metrics.inc("articles_extracted")
+        yield article
+
+
+class ExtractArticles(beam.PTransform):
+    """Page -> Article, with a ``rejects`` output of Reject (stage ``extract``)."""
+
+    def expand(self, pages):
+        return pages | "Extract" >> beam.ParDo(_ExtractFn()).with_outputs(REJECTS, main="articles")

@@ -1,0 +1,143 @@
+"""The ReadFeeds stage: FeedSpec -> FeedEntry.
+
+Each feed is fetched once (through ``fetch.Fetcher``) and parsed with feedparser, which reads RSS
+0.9x/1.0/2.0 and Atom. A feed that cannot be fetched, or parses to nothing usable, becomes one
+``Reject`` (stage ``feed``, ``feed_url`` null); a feed that is ill-formed but still yields entries is
+used and counted in ``feeds_bozo``. An entry without a usable link becomes an entry-level Reject.
+Entries keep feed order; nothing here deduplicates.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from urllib.parse import urljoin
+
+import apache_beam as beam
+import feedparser
+
+from pipelines import metrics
+from pipelines.fetch import FetchError, Fetcher
+from pipelines.records import FeedEntry, FeedSpec, Reject
+from pipelines.text import clean, html_to_text
+from pipelines.urls import is_web_url
+
+REJECTS = "rejects"
+
+
+class BadFeed(Exception):
+    pass
+
+
+def parse_feed(body: bytes, feed_url: str, now: datetime) -> tuple[list[FeedEntry], list[Reject], bool]:
+    """Parse feed bytes into entries and entry-level rejects; also says whether the feed was ill-formed.
+
+    Raises BadFeed when the bytes are not a feed with entries.
+    """
+    parsed = feedparser.parse(body, sanitize_html=False, resolve_relative_uris=False)
+    bozo = bool(parsed.get("bozo"))
+    if not parsed.entries:
+        if bozo:
+            raise BadFeed(f"not a well-formed feed: {parsed.get('bozo_exception')}")
+        if not parsed.get("version") and not parsed.feed:
+            raise BadFeed("no feed found in the document")
+        return [], [], False
+    entries, rejects = [], []
+    for item in parsed.entries:
+        link = _entry_link(item, feed_url)
+        if link is None:
+            what = item.get("id") or item.get("title") or "(entry without id or title)"
+            rejects.append(Reject(str(what), feed_url, "feed", "no_link", "entry has no link", now))
+            continue
+        if not is_web_url(link):
+            rejects.append(Reject(link, feed_url, "feed", "bad_url", "entry link is not an http(s) URL", now))
+            continue
+        entries.append(FeedEntry(
+            feed_url=feed_url,
+            link=link,
+            guid=clean(item.get("id")),
+            title=html_to_text(item.get("title")),
+            published_at=_entry_time(item),
+            summary=html_to_text(item.get("summary")),
+            author=clean(item.get("author")),
+        ))
+    return entries, rejects, bozo
+
+
+def _entry_link(item: dict, feed_url: str) -> str | None:
+    link = item.get("link")
+    if not link:
+        for candidate in item.get("links", []):
+            if candidate.get("href") and candidate.get("rel", "alternate") == "alternate":
+                link = candidate["href"]
+                break
+    if not link:
+        guid = item.get("id") or ""
+        if item.get("guidislink") or is_web_url(guid):
+            link = guid
+    if not link:
+        return None
+    link = link.strip()
+    return urljoin(feed_url, link) if is_web_url(feed_url) else link
+
+
+def _entry_time(item: dict) -> datetime | None:
+    for key in ("published_parsed", "updated_parsed", "created_parsed"):
+        value = item.get(key)
+        if value:
+            try:
+                return datetime.fromtimestamp(calendar.timegm(value), UTC)
+            except (OverflowError, ValueError, OSError):
+                continue
+    return None
+
+
+class _ReadFeedFn(beam.DoFn):
+    def __init__(self, fetcher: Fetcher):
+        self._fetcher = fetcher
+
+    def setup(self) -> None:
+        self._fetcher.open()
+
+    def teardown(self) -> None:
+        self._fetcher.close()
+
+    def process(self, feed: FeedSpec) -> Iterator:
+        now = datetime.now(UTC)
+        metrics.inc("feeds_polled")
+        try:
+            body = self._fetcher.get(feed.url).body
+            entries, rejects, bozo = parse_feed(body, feed.url, now)
+        except FetchError as e:
+            yield self._feed_reject(feed, e.reason, e.detail, now)
+            return
+        except BadFeed as e:
+            yield self._feed_reject(feed, "bad_feed", str(e), now)
+            return
+        if bozo:
+            metrics.inc("feeds_bozo")
+        metrics.inc("entries_seen", len(entries) + len(rejects))
+        for reject in rejects:
+            yield beam.pvalue.TaggedOutput(REJECTS, reject)
+        yield from entries
+
+    @staticmethod
+    def _feed_reject(feed: FeedSpec, reason: str, detail: str, now: datetime):
+        metrics.inc("feeds_rejected")
+        return beam.pvalue.TaggedOutput(REJECTS, Reject(feed.url, None, "feed", reason, detail, now))
+
+
+class ReadFeeds(beam.PTransform):
+    """FeedSpec -> FeedEntry, with a ``rejects`` output of Reject (stage ``feed``)."""
+
+    def __init__(self, fetcher: Fetcher):
+        super().__init__()
+        self._fetcher = fetcher
+
+    def expand(self, feeds):
+        return (
+            feeds
+            | "Reshuffle" >> beam.Reshuffle()  # spread feeds over workers before the slow fetches
+            | "ReadFeed" >> beam.ParDo(_ReadFeedFn(self._fetcher)).with_outputs(REJECTS, main="entries")
+        )

@@ -1,0 +1,274 @@
+"""URL -> bytes, and the FetchPages stage (FeedEntry -> Page).
+
+A ``Fetcher`` owns the policy (http/https only, redirect limit, size cap, status mapping) and delegates
+single requests to a transport: ``HttpTransport`` for the network, ``ReplayTransport`` for recorded
+responses listed in a manifest (fixtures, tests). Local feed files are read directly. Every failure
+is a ``FetchError`` with a reason from the reject vocabulary; FetchPages turns it into a ``Reject``.
+
+Guarantees: nothing outside http(s) is requested; loopback/private/link-local/reserved addresses are
+refused on every hop unless ``allow_private_addresses``; bodies larger than ``max_bytes`` are refused
+while streaming, so a huge page never sits in memory; each URL gets at most ``timeout`` seconds overall.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+import tomllib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urljoin, urlsplit
+
+import apache_beam as beam
+import urllib3
+
+from pipelines import metrics
+from pipelines.config import FetchConfig
+from pipelines.records import FeedEntry, Page, Reject
+from pipelines.urls import is_web_url
+
+REJECTS = "rejects"
+
+
+class FetchError(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One request's answer, before redirects are followed."""
+
+    status: int
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Response:
+    final_url: str
+    status: int
+    content_type: str | None
+    body: bytes
+
+
+class Transport(Protocol):
+    def open(self) -> None: ...
+    def close(self) -> None: ...
+    def request(self, url: str, *, max_bytes: int, deadline: float) -> Hop: ...
+
+
+@dataclass
+class Fetcher:
+    """Fetch policy over a transport. Picklable; ``open()`` on the worker before use."""
+
+    config: FetchConfig
+    transport: Transport | None = None  # default: replay when configured, else HTTP
+
+    def open(self) -> None:
+        if self.transport is None:
+            self.transport = (ReplayTransport(self.config.replay) if self.config.replay
+                              else HttpTransport(self.config))
+        self.transport.open()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def get(self, url: str) -> Response:
+        if not is_web_url(url):
+            if urlsplit(url).scheme in ("", "file"):
+                return Response(url, 200, None, read_local(url, self.config.max_bytes))
+            raise FetchError("bad_url", f"only http(s) URLs are fetched: {url!r}")
+        assert self.transport is not None, "Fetcher.open() was not called"
+        deadline = time.monotonic() + self.config.timeout
+        current = url
+        for _ in range(self.config.max_redirects + 1):
+            hop = self.transport.request(current, max_bytes=self.config.max_bytes, deadline=deadline)
+            if hop.status in (301, 302, 303, 307, 308):
+                location = hop.headers.get("location")
+                if not location:
+                    raise FetchError("http_5xx" if hop.status >= 500 else "http_4xx",
+                                     f"redirect {hop.status} without Location")
+                current = urljoin(current, location.strip())
+                if not is_web_url(current):
+                    raise FetchError("bad_url", f"redirect to non-http(s) URL {current!r}")
+                continue
+            if 400 <= hop.status < 500:
+                raise FetchError("http_4xx", f"HTTP {hop.status}")
+            if hop.status >= 500 or hop.status < 200 or hop.status >= 300:
+                raise FetchError("http_5xx" if hop.status >= 500 else "http_4xx", f"HTTP {hop.status}")
+            return Response(current, hop.status, hop.headers.get("content-type"), hop.body)
+        raise FetchError("too_many_redirects", f"more than {self.config.max_redirects} redirects from {url}")
+
+
+def read_local(path: str, max_bytes: int) -> bytes:
+    p = Path(urlsplit(path).path if path.startswith("file:") else path)
+    try:
+        with p.open("rb") as f:
+            body = f.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise FetchError("not_found", f"no such file: {p}") from None
+    except OSError as e:
+        raise FetchError("not_found", f"cannot read {p}: {e.strerror or e}") from None
+    if len(body) > max_bytes:
+        raise FetchError("too_large", f"{p} is larger than {max_bytes} bytes")
+    return body
+
+
+def check_address(host: str, allow_private: bool) -> None:
+    """Refuse hosts that resolve to non-public addresses (SSRF guard), unless allowed."""
+    if allow_private:
+        return
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as e:
+        raise FetchError("connection_error", f"cannot resolve {host}: {e}") from None
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0].split("%")[0])
+        if not ip.is_global or ip.is_multicast:
+            raise FetchError("private_address", f"{host} resolves to non-public address {ip}")
+
+
+@dataclass
+class HttpTransport:
+    """Plain HTTP(S) with one connection pool per worker."""
+
+    config: FetchConfig
+    _pool: urllib3.PoolManager | None = field(default=None, init=False, repr=False)
+
+    def open(self) -> None:
+        self._pool = urllib3.PoolManager(
+            headers={"User-Agent": self.config.user_agent, "Accept-Encoding": "gzip, deflate"},
+            retries=False,
+        )
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.clear()
+
+    def request(self, url: str, *, max_bytes: int, deadline: float) -> Hop:
+        assert self._pool is not None, "HttpTransport.open() was not called"
+        host = urlsplit(url).hostname or ""
+        check_address(host, self.config.allow_private_addresses)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise FetchError("timeout", f"no time left for {url}")
+        try:
+            resp = self._pool.request("GET", url, redirect=False, preload_content=False,
+                                      timeout=urllib3.Timeout(connect=remaining, read=remaining))
+        except urllib3.exceptions.TimeoutError as e:
+            raise FetchError("timeout", str(e)) from None
+        except urllib3.exceptions.LocationParseError as e:
+            raise FetchError("bad_url", str(e)) from None
+        except urllib3.exceptions.HTTPError as e:
+            raise FetchError("connection_error", str(e)) from None
+        try:
+            headers = {k.lower(): v for k, v in resp.headers.items()}
+            declared = headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise FetchError("too_large", f"Content-Length {declared} > {max_bytes}")
+            chunks, size = [], 0
+            for chunk in resp.stream(65536, decode_content=True):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise FetchError("too_large", f"body larger than {max_bytes} bytes")
+                if time.monotonic() > deadline:
+                    raise FetchError("timeout", f"body not complete within {self.config.timeout}s")
+                chunks.append(chunk)
+            return Hop(resp.status, headers, b"".join(chunks))
+        except urllib3.exceptions.TimeoutError as e:
+            raise FetchError("timeout", str(e)) from None
+        except urllib3.exceptions.HTTPError as e:
+            raise FetchError("connection_error", str(e)) from None
+        finally:
+            resp.release_conn()
+
+
+_CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".htm": "text/html; charset=utf-8",
+                  ".xml": "application/xml", ".json": "application/json", ".txt": "text/plain"}
+
+
+@dataclass
+class ReplayTransport:
+    """Serves recorded responses from a TOML manifest; URLs not in it answer 404.
+
+    Manifest: ``[[response]]`` tables with ``url`` and optionally ``file`` (body, relative to the
+    manifest), ``status`` (default 200), ``content_type`` (default from the file's extension) and
+    ``location`` (for redirects).
+    """
+
+    manifest: str
+    _responses: dict[str, dict] = field(default_factory=dict, init=False, repr=False)
+
+    def open(self) -> None:
+        path = Path(self.manifest)
+        doc = tomllib.loads(path.read_text("utf-8"))
+        self._responses = {}
+        for item in doc.get("response", []):
+            self._responses[item["url"]] = {**item, "base": path.parent}
+
+    def close(self) -> None:
+        self._responses = {}
+
+    def request(self, url: str, *, max_bytes: int, deadline: float) -> Hop:
+        item = self._responses.get(url)
+        if item is None:
+            return Hop(404, {}, b"")
+        headers: dict[str, str] = {}
+        body = b""
+        if "file" in item:
+            file = item["base"] / item["file"]
+            body = read_local(str(file), max_bytes)
+            headers["content-type"] = item.get("content_type") or _CONTENT_TYPES.get(
+                file.suffix.lower(), "application/octet-stream")
+        if "location" in item:
+            headers["location"] = item["location"]
+        return Hop(int(item.get("status", 200)), headers, body)
+
+
+def is_html(content_type: str | None) -> bool:
+    """Missing content types are given the benefit of the doubt; the extractor decides."""
+    if not content_type:
+        return True
+    mime = content_type.split(";")[0].strip().lower()
+    return mime in ("text/html", "application/xhtml+xml") or mime.startswith("text/")
+
+
+class _FetchPageFn(beam.DoFn):
+    def __init__(self, fetcher: Fetcher):
+        self._fetcher = fetcher
+
+    def setup(self) -> None:
+        self._fetcher.open()
+
+    def teardown(self) -> None:
+        self._fetcher.close()
+
+    def process(self, entry: FeedEntry):
+        now = datetime.now(UTC)
+        try:
+            resp = self._fetcher.get(entry.link)
+            if not is_html(resp.content_type):
+                raise FetchError("not_html", f"content type {resp.content_type}")
+        except FetchError as e:
+            yield beam.pvalue.TaggedOutput(REJECTS, Reject(entry.link, entry.feed_url, "fetch", e.reason,
+                                                           e.detail, now))
+            return
+        metrics.inc("pages_fetched")
+        yield Page(entry, resp.final_url, resp.status, resp.content_type, resp.body, now)
+
+
+class FetchPages(beam.PTransform):
+    """FeedEntry -> Page, with a ``rejects`` output of Reject (stage ``fetch``)."""
+
+    def __init__(self, fetcher: Fetcher):
+        super().__init__()
+        self._fetcher = fetcher
+
+    def expand(self, entries):
+        return entries | "Fetch" >> beam.ParDo(_FetchPageFn(self._fetcher)).with_outputs(REJECTS, main="pages")

@@ -1,0 +1,150 @@
+"""The element types that flow between stages.
+
+Every type is a frozen dataclass: hashable, picklable and comparable, so Beam can move it between
+workers and tests can compare it with ``equal_to``. Times are timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+
+# The fixed vocabulary of reject reasons. A reason names what went wrong, the stage names where.
+REJECT_REASONS = frozenset(
+    {
+        "bad_url",  # not an http(s) URL or local path, or unparseable
+        "private_address",  # host resolves to loopback/private/link-local/reserved space
+        "timeout",
+        "connection_error",
+        "too_many_redirects",
+        "http_4xx",
+        "http_5xx",
+        "too_large",  # body larger than fetch.max_bytes
+        "not_found",  # a local file or replayed URL that does not exist
+        "not_html",  # a page whose content type is not HTML
+        "bad_feed",  # not a feed, or a feed with no usable entries
+        "no_link",  # a feed entry without a link
+        "empty_extraction",  # no article text found on the page
+        "extraction_error",  # the extractor failed on the page
+        "duplicate_url",  # another entry of this run resolves to the same article
+    }
+)
+
+STAGES = ("feed", "fetch", "extract", "dedup")
+
+
+@dataclass(frozen=True)
+class FeedSpec:
+    """One feed from the config: an http(s) URL or a local file path."""
+
+    url: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    """One item of a feed, as the feed describes it."""
+
+    feed_url: str
+    link: str
+    guid: str | None = None
+    title: str | None = None
+    published_at: datetime | None = None
+    summary: str | None = None
+    author: str | None = None
+
+    def sort_key(self) -> tuple:
+        """Deterministic order among entries: earliest published first, then by link."""
+        return (self.published_at is None, self.published_at or datetime.min, self.link, self.feed_url)
+
+
+@dataclass(frozen=True)
+class Page:
+    """The fetched bytes of an entry's link."""
+
+    entry: FeedEntry
+    final_url: str
+    status: int
+    content_type: str | None
+    body: bytes
+    fetched_at: datetime
+
+
+@dataclass(frozen=True)
+class Article:
+    """One extracted article; story fields are filled by the stories stage."""
+
+    article_id: str
+    url: str
+    final_url: str
+    canonical_url: str
+    feed_url: str
+    source: str
+    title: str | None
+    authors: tuple[str, ...]
+    published_at: datetime | None
+    fetched_at: datetime
+    language: str | None
+    summary: str | None
+    text: str
+    word_count: int
+    content_hash: str
+    story_id: str | None = None
+    duplicate_of: str | None = None
+
+    def with_story(self, story_id: str, duplicate_of: str | None) -> Article:
+        return dataclasses.replace(self, story_id=story_id, duplicate_of=duplicate_of)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """The stories stage's verdict on one article."""
+
+    article_id: str
+    story_id: str
+    duplicate_of: str | None = None
+    duplicate_kind: str | None = None  # "exact" or "near" when duplicate_of is set
+
+
+@dataclass(frozen=True)
+class Story:
+    """A story's cumulative state after this run, as written to ``stories/``."""
+
+    story_id: str
+    title: str | None
+    representative_id: str
+    article_count: int
+    sources: tuple[str, ...]
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A feed, entry or page that did not become an article, and why."""
+
+    url: str
+    feed_url: str | None
+    stage: str
+    reason: str
+    detail: str
+    at: datetime
+
+    def __post_init__(self) -> None:
+        if self.reason not in REJECT_REASONS:
+            raise ValueError(f"unknown reject reason {self.reason!r}")
+        if self.stage not in STAGES:
+            raise ValueError(f"unknown reject stage {self.stage!r}")
+
+
+@dataclass(frozen=True)
+class Run:
+    """Identity of one batch run; every row it writes carries ``run_id``."""
+
+    run_id: str
+    started_at: datetime
+
+    @property
+    def ingest_date(self) -> str:
+        return self.started_at.date().isoformat()

@@ -1,0 +1,82 @@
+"""Article/Story/Reject -> Parquet datasets, and the story index snapshot.
+
+Datasets live at ``<output>/<name>/ingest_date=YYYY-MM-DD/<run_id>-SSSSS-of-NNNNN.parquet``: Hive
+partitions by the run's start date, zstd, with the explicit schemas of ``schemas``. Files are written
+through Beam's filesystems (temporary files, renamed when the write commits), so the output may be on
+any filesystem Beam supports. Every run writes at least one (possibly empty) file per dataset, so a
+reader always finds the schema.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+
+from pipelines import metrics
+from pipelines.records import Article, Reject, Run, Story
+from pipelines.stories.index import save_index
+from schemas import DATASETS, PARTITION_COLUMN
+
+
+def to_row(record: Article | Story | Reject, run: Run) -> dict[str, Any]:
+    row = dataclasses.asdict(record)
+    for key, value in row.items():
+        if isinstance(value, tuple):
+            row[key] = list(value)
+    row["run_id"] = run.run_id
+    return row
+
+
+def dataset_prefix(output: str, name: str, run: Run) -> str:
+    return f"{output.rstrip('/')}/{name}/{PARTITION_COLUMN}={run.ingest_date}/{run.run_id}"
+
+
+def _count(record: Article | Story | Reject) -> Article | Story | Reject:
+    if isinstance(record, Article):
+        metrics.inc("articles_written")
+    elif isinstance(record, Reject):
+        metrics.inc("rejects_written")
+        metrics.inc(f"rejected_{record.reason}")
+        if record.feed_url is not None:
+            metrics.inc("entries_rejected")
+    return record
+
+
+class WriteDataset(beam.PTransform):
+    """Records -> one Parquet dataset; returns the PCollection of written file names."""
+
+    def __init__(self, name: str, output: str, run: Run):
+        super().__init__()
+        self._name, self._output, self._run = name, output, run
+
+    def expand(self, records):
+        schema: pa.Schema = DATASETS[self._name]
+        return (
+            records
+            | "Count" >> beam.Map(_count)
+            | "ToRow" >> beam.Map(to_row, self._run)
+            | "Parquet" >> beam.io.WriteToParquet(
+                dataset_prefix(self._output, self._name, self._run), schema, codec="zstd",
+                file_name_suffix=".parquet", shard_name_template="-SSSSS-of-NNNNN")
+        )
+
+
+class SaveIndex(beam.PTransform):
+    """Saves the story index snapshot, only after ``after`` (the article files) has been written.
+
+    Saving after the articles means a failed write never leaves an index that names articles the
+    dataset does not hold.
+    """
+
+    def __init__(self, state_dir: str, run: Run, after):
+        super().__init__()
+        self._state_dir, self._run, self._after = state_dir, run, after
+
+    def expand(self, snapshots):
+        state_dir, run_id = self._state_dir, self._run.run_id
+        return snapshots | "Save" >> beam.Map(
+            lambda snapshot, _written: save_index(state_dir, run_id, snapshot),
+            beam.pvalue.AsList(self._after))

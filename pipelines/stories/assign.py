@@ -1,0 +1,183 @@
+"""The AssignStories stage: Article -> Article with ``story_id`` and ``duplicate_of``, plus Story rows.
+
+Three levels, decided in this order for each article:
+1. exact copy: same normalised text as an article in the index -> ``duplicate_of`` it, its story;
+2. near-identical copy: 5-word-shingle Jaccard >= ``near_duplicate_threshold`` with an article of a
+   candidate story -> ``duplicate_of`` the most similar (earliest on ties), its story;
+3. story: cosine similarity of the article's term vector with a candidate story's centroid; the best
+   story at or above ``threshold`` is joined, else the article starts a new story.
+
+Assignment is online: articles are taken one at a time in (time, article_id) order against the
+index of earlier runs plus the articles already assigned in this run, and earlier assignments are
+never rewritten. Feature extraction runs in parallel; the assignment itself runs once per run on one
+worker (a single-key GroupByKey), which is what makes it deterministic whatever the bundle order.
+Its cost per article depends on the window's candidates, not on the history.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import apache_beam as beam
+
+from pipelines import metrics
+from pipelines.config import StoriesConfig
+from pipelines.records import Article, Assignment, Run, Story
+from pipelines.stories.features import ArticleFeatures, article_features, cosine, jaccard
+from pipelines.stories.index import ArticleState, StoryIndex, StoryState, encode_index, load_index
+from pipelines.urls import stable_id
+
+STORIES = "stories"
+INDEX = "index"
+QUERY_TERMS = 30  # an article looks up candidate stories by this many of its strongest terms
+
+
+@dataclass
+class AssignResult:
+    assignments: list[Assignment] = field(default_factory=list)
+    stories: list[Story] = field(default_factory=list)  # every story the batch touched, after it
+    counts: Counter = field(default_factory=Counter)
+
+
+def assign_batch(index: StoryIndex, batch: Iterable[ArticleFeatures], config: StoriesConfig) -> AssignResult:
+    """Assign a run's articles in (time, article_id) order, updating ``index`` in place.
+
+    The index is pruned to the window afterwards; the returned story rows are taken before that.
+    """
+    window = timedelta(days=config.window_days)
+    existing = set(index.stories)
+    result = AssignResult()
+    touched: dict[str, None] = {}
+    for feat in sorted(batch, key=lambda f: (f.time, f.article_id)):
+        if feat.article_id in index.articles:  # already assigned by an earlier run
+            continue
+        assignment = _assign_one(index, feat, config, window)
+        result.assignments.append(assignment)
+        touched.setdefault(assignment.story_id, None)
+        if assignment.duplicate_kind:
+            result.counts[f"duplicates_{assignment.duplicate_kind}"] += 1
+    result.stories = story_rows(index, touched)
+    result.counts["stories_new"] = sum(1 for s in touched if s not in existing)
+    result.counts["stories_continued"] = sum(1 for s in touched if s in existing)
+    index.prune(window)
+    return result
+
+
+def _assign_one(index: StoryIndex, feat: ArticleFeatures, config: StoriesConfig,
+                window: timedelta) -> Assignment:
+    vector = dict(feat.terms)
+    candidates = index.candidate_stories([t for t, _ in feat.terms[:QUERY_TERMS]], feat.time, window)
+
+    original = index.exact_copy_of(feat.content_hash)
+    kind = "exact" if original else None
+    if original is None:
+        original = _near_copy_of(index, feat, candidates, config.near_duplicate_threshold)
+        kind = "near" if original else None
+
+    if original is not None:
+        story = index.stories.get(original.story_id)
+        if story is None:  # the original's story left the window; the copy cannot rejoin it
+            original, kind = None, None
+    if original is None:
+        scored = [(cosine(vector, _normalised(s.centroid)), s) for s in candidates]
+        best = max(scored, key=lambda x: (x[0], x[1].first_seen, x[1].story_id), default=None)
+        if best is not None and best[0] >= config.threshold:
+            story = best[1]
+        else:
+            story = StoryState(
+                story_id=stable_id("story", feat.article_id), representative_id=feat.article_id,
+                title=feat.title, first_seen=feat.time, last_seen=feat.time, article_count=0,
+                sources=set(), centroid={})
+            index.add_story(story)
+        index.merge_into_centroid(story, vector)
+
+    index.add_article(ArticleState(feat.article_id, story.story_id, feat.time, feat.content_hash, feat.minhash),
+                      feat.source, feat.time)
+    return Assignment(feat.article_id, story.story_id,
+                      original.article_id if original else None, kind)
+
+
+def _near_copy_of(index: StoryIndex, feat: ArticleFeatures, candidates: list[StoryState],
+                  threshold: float) -> ArticleState | None:
+    """The most similar article of the candidate stories at or above threshold; earliest on ties."""
+    scored = [(jaccard(feat.minhash, m.minhash), m) for s in candidates for m in index.members(s.story_id)]
+    above = [(score, m) for score, m in scored if score >= threshold]
+    return min(above, key=lambda x: (-x[0], x[1].time, x[1].article_id))[1] if above else None
+
+
+def _normalised(centroid: dict[str, float]) -> dict[str, float]:
+    norm = sum(w * w for w in centroid.values()) ** 0.5 or 1.0
+    return {t: w / norm for t, w in centroid.items()}
+
+
+def story_rows(index: StoryIndex, story_ids: Iterable[str]) -> list[Story]:
+    rows = []
+    for story_id in story_ids:
+        s = index.stories.get(story_id)
+        if s is not None:
+            rows.append(Story(s.story_id, s.title, s.representative_id, s.article_count, tuple(sorted(s.sources)),
+                              s.first_seen, s.last_seen))
+    return rows
+
+
+def features_of(article: Article, run: Run) -> ArticleFeatures:
+    return article_features(article.article_id, article.source, article.title, article.text, article.language,
+                            article.published_at or run.started_at, article.content_hash)
+
+
+class _AssignFn(beam.DoFn):
+    """Runs once per run with every new article's features; emits assignments, stories, the new index."""
+
+    def __init__(self, config: StoriesConfig, state_dir: str):
+        self._config, self._state_dir = config, state_dir
+
+    def process(self, keyed: tuple[None, Iterable[ArticleFeatures]]) -> Iterator:
+        index = load_index(self._state_dir)
+        result = assign_batch(index, keyed[1], self._config)
+        for name, n in result.counts.items():
+            metrics.inc(name, n)
+        yield from result.assignments
+        for story in result.stories:
+            yield beam.pvalue.TaggedOutput(STORIES, story)
+        yield beam.pvalue.TaggedOutput(INDEX, encode_index(index))
+
+
+def _attach(joined: tuple[str, dict[str, list]]) -> Iterator[Article]:
+    _, groups = joined
+    for article in groups["article"]:
+        for a in groups["assignment"]:
+            yield article.with_story(a.story_id, a.duplicate_of)
+
+
+class AssignStories(beam.PTransform):
+    """Article -> Article with story fields; also ``stories`` (Story) and ``index`` (the new index, encoded, to save).
+
+    Articles already in the index (assigned by an earlier run) are dropped, not reassigned.
+    """
+
+    def __init__(self, config: StoriesConfig, state_dir: str, run: Run):
+        super().__init__()
+        self._config, self._state_dir, self._run = config, state_dir, run
+
+    def expand(self, articles):
+        run = self._run
+        results = (
+            articles
+            | "Features" >> beam.Map(features_of, run)
+            | "OneGroup" >> beam.WithKeys(lambda _: None)
+            | "Gather" >> beam.GroupByKey()
+            | "Assign" >> beam.ParDo(_AssignFn(self._config, self._state_dir)).with_outputs(
+                STORIES, INDEX, main="assignments")
+        )
+        assigned = (
+            {
+                "article": articles | "KeyArticles" >> beam.WithKeys(lambda a: a.article_id),
+                "assignment": results.assignments | "KeyAssignments" >> beam.WithKeys(lambda a: a.article_id),
+            }
+            | "Join" >> beam.CoGroupByKey()
+            | "Attach" >> beam.FlatMap(_attach)
+        )
+        return {"articles": assigned, STORIES: results[STORIES], INDEX: results[INDEX]}

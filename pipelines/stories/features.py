@@ -1,0 +1,121 @@
+"""Article text -> the signals the stories stage compares.
+
+- ``terms``: a sparse, L2-normalised vector of the article's salient terms. A term's weight is its
+  log term frequency (title terms counted extra) times its rarity in general language, from
+  wordfreq's open-data frequencies: rare shared terms (names, figures such as "14.3", "49%") carry a
+  story, common words do not. Only the top ``MAX_TERMS`` terms are kept, which bounds memory and cost.
+- ``minhash``: a MinHash signature of the article's 5-word shingles, to find near-identical copies.
+- ``content_hash``: equal for exact copies (see ``pipelines.text.normalise``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+
+import numpy as np
+from wordfreq import available_languages, zipf_frequency
+
+from pipelines.text import normalise
+
+MAX_TERMS = 60
+TITLE_BOOST = 2
+SHINGLE = 5
+NUM_PERM = 64
+
+_TOKEN = re.compile(r"\$?\d[\d.,]*\d%?|\$?\d%?|[^\W\d_][\w'’-]*")
+_STOP = frozenset("""
+a an the and or but if of to in on at by for with from as is are was were be been being it its this that
+these those he she they we you i his her their our your my me him them us not no so than then there here
+what which who whom whose when where why how all any both each few more most other some such only own same
+too very can will just should now also said says say would could may might must has have had do does did
+into about over after before under again further once during while up down out off new one two mr ms mrs
+""".split())
+
+
+@dataclass(frozen=True)
+class ArticleFeatures:
+    article_id: str
+    source: str
+    title: str | None
+    time: datetime  # published_at, else the run's start (a stand-in for fetch time)
+    content_hash: str
+    terms: tuple[tuple[str, float], ...]  # sorted by weight, descending; L2 norm 1
+    minhash: tuple[int, ...]
+
+
+def tokens(text: str) -> list[str]:
+    out = []
+    for match in _TOKEN.finditer(text):
+        tok = match.group().lower().replace("’", "'").strip("'-").lstrip("$").replace(",", "")
+        if tok.endswith("'s"):
+            tok = tok[:-2]
+        if len(tok) > 1 and tok not in _STOP:
+            out.append(tok)
+    return out
+
+
+@lru_cache(maxsize=4)
+def _languages() -> frozenset[str]:
+    return frozenset(available_languages())
+
+
+@lru_cache(maxsize=200_000)
+def rarity(term: str, language: str = "en") -> float:
+    """How unexpected a term is in general text: 8 minus its Zipf frequency, at least 0.5."""
+    lang = language if language in _languages() else "en"
+    return max(0.5, 8.0 - zipf_frequency(term, lang))
+
+
+def term_vector(title: str | None, text: str, language: str | None = None) -> dict[str, float]:
+    tf = Counter(tokens(text))
+    for tok in tokens(title or ""):
+        tf[tok] += TITLE_BOOST
+    lang = language or "en"
+    weights = {t: (1.0 + math.log(c)) * rarity(t, lang) for t, c in tf.items()}
+    top = sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_TERMS]
+    norm = math.sqrt(sum(w * w for _, w in top)) or 1.0
+    return {t: w / norm for t, w in top}
+
+
+def cosine(a: dict[str, float], b: dict[str, float]) -> float:
+    if len(a) > len(b):
+        a, b = b, a
+    return sum(w * b.get(t, 0.0) for t, w in a.items())
+
+
+# Fixed seeds: signatures must agree across workers and runs.
+_RNG = np.random.default_rng(20250613)
+_A = _RNG.integers(1, 2**63, NUM_PERM, dtype=np.uint64) | np.uint64(1)
+_B = _RNG.integers(0, 2**63, NUM_PERM, dtype=np.uint64)
+
+
+def minhash(text: str) -> tuple[int, ...]:
+    """MinHash of word 5-shingles; 64 multiply-shift hash functions over a 64-bit shingle hash."""
+    words = normalise(text).split()
+    shingles = {" ".join(words[i:i + SHINGLE]) for i in range(max(1, len(words) - SHINGLE + 1))}
+    hashes = np.fromiter(
+        (int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little") for s in shingles),
+        dtype=np.uint64, count=len(shingles))
+    with np.errstate(over="ignore"):
+        permuted = (hashes[:, None] * _A[None, :] + _B[None, :]) >> np.uint64(32)
+    return tuple(int(x) for x in permuted.min(axis=0))
+
+
+def jaccard(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    """Estimated Jaccard similarity of the shingle sets behind two signatures."""
+    return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
+
+
+def article_features(article_id: str, source: str, title: str | None, text: str, language: str | None,
+                     time: datetime, content_hash: str) -> ArticleFeatures:
+    vec = term_vector(title, text, language)
+    return ArticleFeatures(
+        article_id=article_id, source=source, title=title, time=time, content_hash=content_hash,
+        terms=tuple(sorted(vec.items(), key=lambda kv: (-kv[1], kv[0]))), minhash=minhash(text),
+    )

@@ -1,0 +1,214 @@
+"""The story index: the stories and articles of the active time window, persisted between runs.
+
+Candidate stories for an article come from an inverted index over each story's top centroid terms,
+so looking one up costs the same whatever the history. ``prune`` drops stories (and their articles)
+whose last article is more than a window older than the newest time seen, which bounds memory.
+
+Persistence: a snapshot per run at ``<state_dir>/index-<run_id>.json.gz`` and a ``CURRENT`` file that
+names the latest one, all through Beam's filesystems so the state can live on any of them. The
+snapshot is written before ``CURRENT`` is replaced; a crash in between leaves the previous state.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from apache_beam.io.filesystems import FileSystems
+
+FORMAT_VERSION = 1
+POSTING_TERMS = 30  # a story is findable by this many of its strongest centroid terms
+CENTROID_TERMS = 120  # a story's centroid keeps this many terms
+KEEP_SNAPSHOTS = 3
+
+
+@dataclass
+class StoryState:
+    story_id: str
+    representative_id: str
+    title: str | None
+    first_seen: datetime
+    last_seen: datetime
+    article_count: int
+    sources: set[str]
+    centroid: dict[str, float]  # sum of member term vectors, truncated to CENTROID_TERMS
+
+    def top_terms(self, n: int) -> list[str]:
+        return [t for t, _ in sorted(self.centroid.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+
+
+@dataclass
+class ArticleState:
+    article_id: str
+    story_id: str
+    time: datetime
+    content_hash: str
+    minhash: tuple[int, ...]
+
+
+@dataclass
+class StoryIndex:
+    stories: dict[str, StoryState] = field(default_factory=dict)
+    articles: dict[str, ArticleState] = field(default_factory=dict)
+    newest: datetime | None = None
+    _postings: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set), repr=False)
+    _by_hash: dict[str, str] = field(default_factory=dict, repr=False)
+    _members: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list), repr=False)
+
+    # -- lookups --------------------------------------------------------------------------------
+    def candidate_stories(self, terms: list[str], time: datetime, window: timedelta) -> list[StoryState]:
+        ids: set[str] = set()
+        for term in terms:
+            ids |= self._postings.get(term, set())
+        found = [self.stories[i] for i in ids]
+        return sorted((s for s in found if s.first_seen - window <= time <= s.last_seen + window),
+                      key=lambda s: s.story_id)
+
+    def exact_copy_of(self, content_hash: str) -> ArticleState | None:
+        article_id = self._by_hash.get(content_hash)
+        return self.articles.get(article_id) if article_id else None
+
+    def members(self, story_id: str) -> list[ArticleState]:
+        return [self.articles[a] for a in self._members.get(story_id, ()) if a in self.articles]
+
+    # -- updates --------------------------------------------------------------------------------
+    def add_story(self, story: StoryState) -> None:
+        self.stories[story.story_id] = story
+        self._post(story)
+
+    def add_article(self, article: ArticleState, source: str, time: datetime) -> StoryState:
+        story = self.stories[article.story_id]
+        story.article_count += 1
+        story.sources.add(source)
+        story.first_seen = min(story.first_seen, time)
+        story.last_seen = max(story.last_seen, time)
+        self.articles[article.article_id] = article
+        self._by_hash.setdefault(article.content_hash, article.article_id)
+        self._members[article.story_id].append(article.article_id)
+        self.newest = time if self.newest is None else max(self.newest, time)
+        return story
+
+    def merge_into_centroid(self, story: StoryState, terms: dict[str, float]) -> None:
+        self._unpost(story)
+        centroid = dict(story.centroid)
+        for term, weight in terms.items():
+            centroid[term] = centroid.get(term, 0.0) + weight
+        story.centroid = dict(sorted(centroid.items(), key=lambda kv: (-kv[1], kv[0]))[:CENTROID_TERMS])
+        self._post(story)
+
+    def prune(self, window: timedelta) -> int:
+        """Drop stories and articles older than the window before the newest time; returns stories dropped."""
+        if self.newest is None:
+            return 0
+        horizon = self.newest - window
+        old = [s for s in self.stories.values() if s.last_seen < horizon]
+        for story in old:
+            self._unpost(story)
+            del self.stories[story.story_id]
+            for article_id in self._members.pop(story.story_id, []):
+                article = self.articles.pop(article_id, None)
+                if article and self._by_hash.get(article.content_hash) == article_id:
+                    del self._by_hash[article.content_hash]
+        return len(old)
+
+    def _post(self, story: StoryState) -> None:
+        for term in story.top_terms(POSTING_TERMS):
+            self._postings[term].add(story.story_id)
+
+    def _unpost(self, story: StoryState) -> None:
+        for term in story.top_terms(POSTING_TERMS):
+            posting = self._postings.get(term)
+            if posting is not None:
+                posting.discard(story.story_id)
+                if not posting:
+                    del self._postings[term]
+
+    # -- persistence ----------------------------------------------------------------------------
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT_VERSION,
+            "newest": _iso(self.newest),
+            "stories": [
+                {"story_id": s.story_id, "representative_id": s.representative_id, "title": s.title,
+                 "first_seen": _iso(s.first_seen), "last_seen": _iso(s.last_seen),
+                 "article_count": s.article_count, "sources": sorted(s.sources), "centroid": s.centroid}
+                for s in sorted(self.stories.values(), key=lambda s: s.story_id)
+            ],
+            "articles": [
+                {"article_id": a.article_id, "story_id": a.story_id, "time": _iso(a.time),
+                 "content_hash": a.content_hash, "minhash": list(a.minhash)}
+                for a in sorted(self.articles.values(), key=lambda a: (a.time, a.article_id))
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict) -> StoryIndex:
+        if doc.get("format") != FORMAT_VERSION:
+            raise ValueError(f"unsupported story index format {doc.get('format')!r}")
+        index = cls(newest=_parse(doc["newest"]))
+        for s in doc["stories"]:
+            index.add_story(StoryState(
+                story_id=s["story_id"], representative_id=s["representative_id"], title=s["title"],
+                first_seen=_parse(s["first_seen"]), last_seen=_parse(s["last_seen"]),
+                article_count=s["article_count"], sources=set(s["sources"]), centroid=s["centroid"]))
+        for a in doc["articles"]:
+            article = ArticleState(a["article_id"], a["story_id"], _parse(a["time"]), a["content_hash"],
+                                   tuple(a["minhash"]))
+            index.articles[article.article_id] = article
+            index._by_hash.setdefault(article.content_hash, article.article_id)
+            index._members[article.story_id].append(article.article_id)
+        return index
+
+
+def load_index(state_dir: str) -> StoryIndex:
+    """The latest snapshot under ``state_dir``, or an empty index on the first run."""
+    pointer = FileSystems.join(state_dir, "CURRENT")
+    if not FileSystems.exists(pointer):
+        return StoryIndex()
+    with FileSystems.open(pointer) as f:
+        name = f.read().decode().strip()
+    with FileSystems.open(FileSystems.join(state_dir, name),
+                          compression_type="uncompressed") as f:
+        return StoryIndex.from_json(json.loads(gzip.decompress(f.read())))
+
+
+def encode_index(index: StoryIndex) -> bytes:
+    return gzip.compress(json.dumps(index.to_json()).encode(), mtime=0)
+
+
+def save_index(state_dir: str, run_id: str, snapshot: bytes) -> str:
+    """Write an encoded snapshot and make it CURRENT; returns its file name."""
+    name = f"index-{run_id}.json.gz"
+    _write(FileSystems.join(state_dir, name), snapshot)
+    tmp = FileSystems.join(state_dir, f"CURRENT.{run_id}.tmp")
+    _write(tmp, name.encode())
+    pointer = FileSystems.join(state_dir, "CURRENT")
+    if FileSystems.exists(pointer):
+        FileSystems.delete([pointer])
+    FileSystems.rename([tmp], [pointer])
+    _drop_old_snapshots(state_dir)
+    return name
+
+
+def _drop_old_snapshots(state_dir: str) -> None:
+    matches = FileSystems.match([FileSystems.join(state_dir, "index-*.json.gz")])[0].metadata_list
+    # run ids start with a UTC timestamp, so names sort by age
+    old = sorted(m.path for m in matches)[:-KEEP_SNAPSHOTS]
+    if old:
+        FileSystems.delete(old)
+
+
+def _write(path: str, data: bytes) -> None:
+    with FileSystems.create(path, compression_type="uncompressed") as f:
+        f.write(data)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None

@@ -1,0 +1,75 @@
+"""The run summary: built from the pipeline's counters, printed and saved beside the data.
+
+Reconciliation: every feed entry ends as an article row, an entry-level reject row, or an entry
+recognised as already stored, so ``entries_seen == articles_written + entries_rejected +
+entries_already_stored``. Feed-level rejects (a feed that failed as a whole) have no entries.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
+
+from pipelines.metrics import NAMESPACE
+from pipelines.records import Run
+
+
+def counters_of(result) -> dict[str, int]:
+    """Committed counter values of the newsbeam namespace (attempted where a runner commits none)."""
+    found = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
+    out: dict[str, int] = {}
+    for c in found:
+        value = c.committed if c.committed is not None else c.attempted
+        out[c.key.metric.name] = out.get(c.key.metric.name, 0) + int(value or 0)
+    return out
+
+
+def build_summary(counters: dict[str, int], run: Run, finished_at: datetime, output: str) -> dict:
+    c = lambda name: counters.get(name, 0)  # noqa: E731
+    rejects = {k.removeprefix("rejected_"): v for k, v in sorted(counters.items()) if k.startswith("rejected_")}
+    accounted = c("articles_written") + c("entries_rejected") + c("entries_already_stored")
+    return {
+        "run_id": run.run_id,
+        "output": output,
+        "started_at": run.started_at.isoformat(),
+        "finished_at": finished_at.isoformat(),
+        "seconds": round((finished_at - run.started_at).total_seconds(), 3),
+        "feeds": {"polled": c("feeds_polled"), "rejected": c("feeds_rejected"), "ill_formed": c("feeds_bozo")},
+        "entries": {
+            "seen": c("entries_seen"),
+            "articles_written": c("articles_written"),
+            "rejected": c("entries_rejected"),
+            "already_stored": c("entries_already_stored"),
+        },
+        "articles_written": c("articles_written"),
+        "duplicates": {"exact": c("duplicates_exact"), "near": c("duplicates_near")},
+        "stories": {"new": c("stories_new"), "continued": c("stories_continued")},
+        "rejects": {"total": c("rejects_written"), "by_reason": rejects},
+        "reconciled": accounted == c("entries_seen"),
+    }
+
+
+def format_summary(s: dict) -> str:
+    e, d, st = s["entries"], s["duplicates"], s["stories"]
+    reasons = ", ".join(f"{k}={v}" for k, v in s["rejects"]["by_reason"].items()) or "none"
+    lines = [
+        f"newsbeam run {s['run_id']} finished in {s['seconds']:.1f}s -> {s['output']}",
+        f"  feeds:    {s['feeds']['polled']} polled, {s['feeds']['rejected']} rejected, "
+        f"{s['feeds']['ill_formed']} ill-formed but used",
+        f"  entries:  {e['seen']} seen = {e['articles_written']} articles + {e['rejected']} rejected "
+        f"+ {e['already_stored']} already stored" + ("" if s["reconciled"] else "  ** DOES NOT RECONCILE **"),
+        f"  articles: {s['articles_written']} written ({d['exact']} exact copies, {d['near']} near copies)",
+        f"  stories:  {st['new']} new, {st['continued']} continued",
+        f"  rejects:  {s['rejects']['total']} ({reasons})",
+    ]
+    return "\n".join(lines)
+
+
+def save_summary(output: str, summary: dict) -> str:
+    path = f"{output.rstrip('/')}/_runs/{summary['run_id']}.json"
+    with FileSystems.create(path, compression_type="uncompressed") as f:
+        f.write(json.dumps(summary, indent=2, sort_keys=True).encode())
+    return path

@@ -1,0 +1,77 @@
+"""The Parquet output contract: explicit pyarrow schemas, versioned, documented field by field.
+
+Each field's documentation is stored in the field metadata under ``doc`` and the schema version in
+the schema metadata under ``newsbeam.schema_version``, so both travel inside every Parquet file.
+Changing a field's type or meaning requires bumping ``SCHEMA_VERSION``; adding a nullable field at the
+end is a compatible change (minor version).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1.0"
+
+_TS = pa.timestamp("us", tz="UTC")
+
+
+def _schema(name: str, fields: list[tuple[str, pa.DataType, bool, str]]) -> pa.Schema:
+    return pa.schema(
+        [pa.field(n, t, nullable=null, metadata={"doc": doc}) for n, t, null, doc in fields],
+        metadata={"newsbeam.schema_version": SCHEMA_VERSION, "newsbeam.dataset": name},
+    )
+
+
+ARTICLES = _schema("articles", [
+    ("article_id", pa.string(), False, "Stable id: 16 hex digits hashed from canonical_url; equal across runs."),
+    ("url", pa.string(), False, "The feed entry's link, exactly as fetched."),
+    ("final_url", pa.string(), False, "The URL after redirects."),
+    ("canonical_url", pa.string(), False,
+     "The page's declared canonical URL (else final_url), normalised: lower-case host, no default "
+     "port, fragment or tracking parameters, sorted query."),
+    ("feed_url", pa.string(), False, "The feed the entry came from (URL or local path)."),
+    ("source", pa.string(), False, "The outlet: the page's site name, else the host without www."),
+    ("title", pa.string(), True, "Headline: the page's, else the feed entry's."),
+    ("authors", pa.list_(pa.string()), False, "Bylines: the page's, else the feed entry's; may be empty."),
+    ("published_at", _TS, True,
+     "Publication time in UTC: the feed entry's timestamp when it agrees with the page's date, else "
+     "the page's date at 00:00 UTC, else the entry's timestamp; null when neither gives one."),
+    ("fetched_at", _TS, False, "When the page was fetched (UTC)."),
+    ("language", pa.string(), True, "ISO 639-1 code from the page's lang attribute or headers; null if unknown."),
+    ("summary", pa.string(), True, "The feed entry's summary as plain text, else the page's description."),
+    ("text", pa.string(), False, "The article body as plain text, paragraphs separated by newlines."),
+    ("word_count", pa.int32(), False, "Whitespace-separated words in text."),
+    ("content_hash", pa.string(), False,
+     "Hash of the normalised text (case, punctuation and whitespace folded); equal hashes are exact copies."),
+    ("story_id", pa.string(), False, "The story (event) this article reports; shared by all its write-ups."),
+    ("duplicate_of", pa.string(), True,
+     "article_id of the earlier article this one is an exact or near-identical copy of; null if original."),
+    ("run_id", pa.string(), False, "The run that wrote this row."),
+])
+
+STORIES = _schema("stories", [
+    ("story_id", pa.string(), False, "Stable story id; equal across runs."),
+    ("title", pa.string(), True, "The representative article's title."),
+    ("representative_id", pa.string(), False, "article_id of the article that represents the story (its first)."),
+    ("article_count", pa.int32(), False, "Articles in the story so far, over all runs, copies included."),
+    ("sources", pa.list_(pa.string()), False, "Distinct outlets that reported the story, sorted."),
+    ("first_seen", _TS, False, "Earliest article time (published, else fetched) in the story."),
+    ("last_seen", _TS, False, "Latest article time (published, else fetched) in the story."),
+    ("run_id", pa.string(), False,
+     "The run that wrote this row; a story touched by several runs has one row per run, the latest is current."),
+])
+
+REJECTS = _schema("rejects", [
+    ("url", pa.string(), False, "What failed: the feed URL for feed failures, else the entry's link."),
+    ("feed_url", pa.string(), True, "The feed the entry came from; null for feed-level rejects."),
+    ("stage", pa.string(), False, "Where it failed: feed, fetch, extract or dedup."),
+    ("reason", pa.string(), False, "Why, from a fixed vocabulary (see README: Reject reasons)."),
+    ("detail", pa.string(), False, "Human-readable detail (status code, exception message, kept duplicate)."),
+    ("run_id", pa.string(), False, "The run that wrote this row."),
+    ("at", _TS, False, "When the failure happened (UTC)."),
+])
+
+DATASETS = {"articles": ARTICLES, "stories": STORIES, "rejects": REJECTS}
+
+# Every dataset is Hive-partitioned by this column, derived from the run's start time (UTC date).
+PARTITION_COLUMN = "ingest_date"
