@@ -161,6 +161,8 @@ class HttpTransport:
         try:
             resp = self._pool.request("GET", url, redirect=False, preload_content=False,
                                       timeout=urllib3.Timeout(connect=remaining, read=remaining))
+        except urllib3.exceptions.NewConnectionError as e:  # a ConnectTimeoutError subclass in urllib3 2
+            raise FetchError("connection_error", str(e)) from None
         except urllib3.exceptions.TimeoutError as e:
             raise FetchError("timeout", str(e)) from None
         except urllib3.exceptions.LocationParseError as e:

@@ -1,0 +1,54 @@
+"""Shared test helpers. No test touches the internet: fixtures are replayed or served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import Config, OutputConfig, load_config
+from pipelines.records import FeedEntry, Page, Run
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+FIXTURES_CONFIG = ROOT / "configs" / "fixtures.toml"
+
+
+def _load_fixture_articles():
+    spec = importlib.util.spec_from_file_location("fixture_articles", FIXTURES / "articles.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fixture_articles"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+FIXTURE_ARTICLES = _load_fixture_articles()
+
+
+def fixture_url(outlet: str, path: str) -> str:
+    return f"https://{FIXTURE_ARTICLES.OUTLETS[outlet]['host']}{path}"
+
+
+@pytest.fixture
+def fixtures_config(tmp_path) -> Config:
+    config = load_config(FIXTURES_CONFIG)
+    return replace(config, output=OutputConfig(path=str(tmp_path / "out")))
+
+
+@pytest.fixture
+def run() -> Run:
+    return Run(run_id="20250614T000000Z-test01", started_at=datetime(2025, 6, 14, tzinfo=UTC))
+
+
+def make_entry(link: str = "https://news.example/a", **kw) -> FeedEntry:
+    return FeedEntry(feed_url=kw.pop("feed_url", "https://news.example/feed.xml"), link=link, **kw)
+
+
+def page_for(path: Path, link: str, **entry_kw) -> Page:
+    entry = make_entry(link, **entry_kw)
+    return Page(entry, link, 200, "text/html; charset=utf-8", path.read_bytes(),
+                datetime(2025, 6, 14, tzinfo=UTC))

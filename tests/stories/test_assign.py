@@ -1,0 +1,85 @@
+import random
+from datetime import UTC, datetime
+
+import apache_beam as beam
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipelines.config import StoriesConfig
+from pipelines.records import Article, Run
+from pipelines.stories.assign import AssignStories, assign_batch
+from pipelines.stories.index import StoryIndex, encode_index, save_index
+from pipelines.text import content_hash
+from pipelines.urls import stable_id
+from tests.stories.helpers import T0, TEXTS, feat
+
+CFG = StoriesConfig()
+
+
+def by_id(result):
+    return {a.article_id: a for a in result.assignments}
+
+
+def test_same_event_joins_different_event_starts_a_story():
+    index = StoryIndex()
+    r = by_id(assign_batch(index, [feat("a", TEXTS["deal"]), feat("b", TEXTS["deal2"], 1),
+                                   feat("c", TEXTS["llama"], 2), feat("d", TEXTS["weather"], 3)], CFG))
+    assert r["a"].story_id == r["b"].story_id == stable_id("story", "a")
+    assert len({r["a"].story_id, r["c"].story_id, r["d"].story_id}) == 3
+    assert all(x.duplicate_of is None for x in r.values())
+
+
+def test_exact_and_near_copies_point_at_the_original():
+    index = StoryIndex()
+    result = assign_batch(index, [feat("orig", TEXTS["llama"] * 3), feat("copy", TEXTS["llama"] * 3, 1),
+                                  feat("near", (TEXTS["llama"] * 3).replace("phones,", "smartphones,", 1), 2)], CFG)
+    r = by_id(result)
+    assert (r["copy"].duplicate_of, r["copy"].duplicate_kind) == ("orig", "exact")
+    assert (r["near"].duplicate_of, r["near"].duplicate_kind) == ("orig", "near")
+    assert r["orig"].story_id == r["copy"].story_id == r["near"].story_id
+    assert result.counts["duplicates_exact"] == 1 and result.counts["duplicates_near"] == 1
+
+
+def test_assignment_ignores_input_order():
+    feats = [feat("a", TEXTS["deal"]), feat("b", TEXTS["deal2"], 1), feat("c", TEXTS["llama"], 1),
+             feat("d", TEXTS["weather"], 2)]
+    expected = by_id(assign_batch(StoryIndex(), feats, CFG))
+    for seed in range(5):
+        shuffled = feats[:]
+        random.Random(seed).shuffle(shuffled)
+        assert by_id(assign_batch(StoryIndex(), shuffled, CFG)) == expected
+
+
+def test_story_continues_across_batches_and_rows_are_cumulative():
+    index = StoryIndex()
+    first = assign_batch(index, [feat("a", TEXTS["deal"], source="Ledger")], CFG)
+    second = assign_batch(index, [feat("b", TEXTS["deal2"], 5, source="Wire"), feat("a", TEXTS["deal"])], CFG)
+    assert [a.article_id for a in second.assignments] == ["b"]  # "a" was assigned by the first batch
+    assert second.assignments[0].story_id == first.assignments[0].story_id
+    assert second.counts["stories_continued"] == 1 and second.counts["stories_new"] == 0
+    (story,) = second.stories
+    assert story.article_count == 2 and story.sources == ("Ledger", "Wire") and story.representative_id == "a"
+
+
+def article(article_id: str, text: str, hours: float, published=True) -> Article:
+    when = datetime.fromtimestamp(T0.timestamp() + hours * 3600, UTC)
+    return Article(article_id, f"https://x.example/{article_id}", f"https://x.example/{article_id}",
+                   f"https://x.example/{article_id}", "feed", "x.example", None, (), when if published else None,
+                   when, "en", None, text, len(text.split()), content_hash(text))
+
+
+def test_assign_stories_composite_continues_stored_index(tmp_path):
+    state = str(tmp_path / "state")
+    index = StoryIndex()
+    assign_batch(index, [feat("a", TEXTS["deal"])], CFG)
+    save_index(state, "20250612T000000Z-prev", encode_index(index))
+    run = Run("20250613T000000Z-next", datetime(2025, 6, 13, tzinfo=UTC))
+    deal_story = stable_id("story", "a")
+    with TestPipeline() as p:
+        out = (p | beam.Create([article("b", TEXTS["deal2"], 2), article("c", TEXTS["weather"], 3)])
+               | AssignStories(CFG, state, run))
+        assert_that(out["articles"] | beam.Map(lambda a: (a.article_id, a.story_id, a.duplicate_of)),
+                    equal_to([("b", deal_story, None), ("c", stable_id("story", "c"), None)]), label="articles")
+        assert_that(out["stories"] | beam.Map(lambda s: (s.story_id, s.article_count)),
+                    equal_to([(deal_story, 2), (stable_id("story", "c"), 1)]), label="stories")
+        assert_that(out["index"] | beam.Map(lambda b: isinstance(b, bytes)), equal_to([True]), label="index")

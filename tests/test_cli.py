@@ -1,0 +1,135 @@
+"""End to end: the CLI over configs/fixtures.toml, and its contract for bad input."""
+
+import json
+import subprocess
+import sys
+
+import pyarrow.dataset as ds
+import pytest
+
+from pipelines.cli import main
+from tests.conftest import FIXTURE_ARTICLES, FIXTURES_CONFIG, ROOT, fixture_url
+
+A = FIXTURE_ARTICLES
+SEED_URLS = [fixture_url(outlet, path) for _, outlet, path, *_ in A.SEEDS]
+URL = {key: fixture_url(a["outlet"], a["path"]) for key, a in A.ARTICLES.items()}
+REPRINT_URL = fixture_url(A.REPRINT["outlet"], A.REPRINT["path"])
+
+
+def read(out, name):
+    return ds.dataset(str(out / name), format="parquet", partitioning="hive").to_table().to_pylist()
+
+
+def run_cli(out, *extra):
+    return main(["run", "--config", str(FIXTURES_CONFIG), "--output", str(out), *extra])
+
+
+@pytest.fixture(scope="module")
+def fixtures_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fixtures") / "out"
+    assert run_cli(out) == 0
+    return out
+
+
+def test_writes_three_hive_partitioned_datasets(fixtures_run):
+    for name in ("articles", "stories", "rejects"):
+        parts = list((fixtures_run / name).glob("ingest_date=*/*.parquet"))
+        assert parts, name
+    rows = read(fixtures_run, "articles")
+    assert len(rows) == 14 and all(r["ingest_date"] for r in rows)
+    assert len({r["article_id"] for r in rows}) == 14
+    assert all(r["text"] and r["word_count"] > 100 and r["story_id"] for r in rows)
+
+
+def test_seed_versions_share_one_story_and_hard_negatives_have_their_own(fixtures_run):
+    story = {r["url"]: r["story_id"] for r in read(fixtures_run, "articles")}
+    assert len({story[u] for u in SEED_URLS}) == 1
+    seed_story = story[SEED_URLS[0]]
+    negatives = {story[URL[k]] for k in ("llama", "eu_fine", "pentagon", "anthropic_ledger", "mistral", "surge")}
+    assert len(negatives) == 6 and seed_story not in negatives
+    assert story[URL["anthropic_ledger"]] == story[URL["anthropic_econ"]]  # two write-ups of one event
+
+
+def test_copies_point_at_their_originals(fixtures_run):
+    rows = {r["url"]: r for r in read(fixtures_run, "articles")}
+    assert rows[REPRINT_URL]["duplicate_of"] == rows[URL["pentagon"]]["article_id"]
+    copy = rows[A.TRACKING_COPY["link"]]
+    assert copy["duplicate_of"] == rows[SEED_URLS[0]]["article_id"]
+    assert copy["story_id"] == rows[SEED_URLS[0]]["story_id"]
+    originals = [r for r in rows.values() if r["duplicate_of"] is None]
+    assert len(originals) == 12
+
+
+def test_missing_page_and_broken_feed_are_rejects(fixtures_run):
+    rejects = {(r["stage"], r["reason"]): r for r in read(fixtures_run, "rejects")}
+    assert set(rejects) == {("fetch", "http_4xx"), ("feed", "bad_feed")}
+    assert rejects[("fetch", "http_4xx")]["url"] == A.MISSING["link"]
+    assert rejects[("feed", "bad_feed")]["url"].endswith("fixtures/feeds/broken.xml")
+
+
+def test_stories_table_and_summary(fixtures_run):
+    stories = {s["story_id"]: s for s in read(fixtures_run, "stories")}
+    assert len(stories) == 7
+    seed_story = next(r["story_id"] for r in read(fixtures_run, "articles") if r["url"] == SEED_URLS[0])
+    s = stories[seed_story]
+    assert s["article_count"] == 6 and len(s["sources"]) == 5 and s["first_seen"] <= s["last_seen"]
+    (summary_file,) = (fixtures_run / "_runs").glob("*.json")
+    summary = json.loads(summary_file.read_text())
+    assert summary["reconciled"] and summary["entries"] == {
+        "seen": 15, "articles_written": 14, "rejected": 1, "already_stored": 0}
+    assert summary["duplicates"] == {"exact": 1, "near": 1} and summary["stories"] == {"new": 7, "continued": 0}
+    assert summary["rejects"]["by_reason"] == {"bad_feed": 1, "http_4xx": 1}
+
+
+def test_second_run_adds_no_articles_and_keeps_ids(tmp_path):
+    out = tmp_path / "out"
+    assert run_cli(out) == 0
+    first = {(r["article_id"], r["story_id"], r["duplicate_of"]) for r in read(out, "articles")}
+    assert run_cli(out) == 0
+    assert {(r["article_id"], r["story_id"], r["duplicate_of"]) for r in read(out, "articles")} == first
+    summaries = sorted((out / "_runs").glob("*.json"))
+    second = json.loads(summaries[-1].read_text())
+    assert second["entries"]["already_stored"] == 14 and second["articles_written"] == 0 and second["reconciled"]
+
+
+def test_multi_processing_gives_the_same_rows(fixtures_run, tmp_path):
+    out = tmp_path / "mp"
+    assert run_cli(out, "--direct_running_mode=multi_processing", "--direct_num_workers=2") == 0
+    key = lambda rows: sorted((r["url"], r["article_id"], r["story_id"], r["duplicate_of"]) for r in rows)  # noqa: E731
+    assert key(read(out, "articles")) == key(read(fixtures_run, "articles"))
+    assert sorted(s["story_id"] for s in read(out, "stories")) == \
+        sorted(s["story_id"] for s in read(fixtures_run, "stories"))
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "pipelines", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+
+
+@pytest.mark.parametrize("content, expected", [
+    (None, "file not found"),
+    ("[[feeds]\nurl = 1", "invalid TOML"),
+    ('[[feeds]]\nurl = "https://a.example/f"\n[fetch]\nretries = 3\n', "fetch.retries: unknown key"),
+    ('[[feeds]]\nurl = "gopher://a.example/f"\n', "feeds[0].url"),
+])
+def test_bad_config_exits_2_with_a_message_naming_file_and_key(tmp_path, content, expected):
+    path = tmp_path / "bad.toml"
+    if content is not None:
+        path.write_text(content)
+    result = cli("run", "--config", str(path), "--output", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert str(path) in result.stderr and expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "articles").exists()
+
+
+def test_unusable_output_exits_2(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = cli("run", "--config", str(FIXTURES_CONFIG), "--output", str(blocker / "out"))
+    assert result.returncode == 2 and "not writable" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_help_documents_the_run_command():
+    result = cli("run", "--help")
+    assert result.returncode == 0 and "--config" in result.stdout and "--output" in result.stdout

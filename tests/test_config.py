@@ -1,0 +1,71 @@
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import ConfigError, load_config
+from tests.conftest import FIXTURES_CONFIG
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+def test_fixtures_config_loads_with_paths_resolved_against_the_file():
+    config = load_config(FIXTURES_CONFIG)
+    assert len(config.feeds) == 6
+    assert all(Path(f.url).is_absolute() and Path(f.url).parent.name == "feeds" for f in config.feeds)
+    assert config.fetch.replay.endswith("fixtures/replay.toml")
+    assert config.fetch.allow_private_addresses is False
+    assert config.output.path.endswith("out/fixtures")
+
+
+def test_defaults_and_types(tmp_path):
+    config = load_config(write(tmp_path, """
+[[feeds]]
+url = "https://news.example/rss"
+[fetch]
+timeout = 5
+max_bytes = 1000
+[stories]
+window_days = 2
+"""))
+    assert config.feeds[0].url == "https://news.example/rss"
+    assert config.fetch.timeout == 5.0 and config.fetch.max_bytes == 1000
+    assert config.stories.window_days == 2.0
+    assert config.output.path == str((tmp_path / "out").resolve())
+
+
+def test_file_url_becomes_a_path(tmp_path):
+    config = load_config(write(tmp_path, '[[feeds]]\nurl = "file:///srv/feeds/a.xml"\n'))
+    assert config.feeds[0].url == "/srv/feeds/a.xml"
+
+
+@pytest.mark.parametrize("text, key, problem", [
+    ('[[feeds]]\nurl = "ftp://x.example/feed"\n', "feeds[0].url", "only http(s) URLs"),
+    ('[[feeds]]\nurl = "https://"\n', "feeds[0].url", "has no host"),
+    ('[[feeds]]\nurl = "https://a.example/f"\nnmae = "typo"\n', "feeds[0].nmae", "unknown key"),
+    ('[[feeds]]\nurl = "https://a.example/f"\n[fetch]\ntimeout = "fast"\n', "fetch.timeout", "must be float"),
+    ('[[feeds]]\nurl = "https://a.example/f"\n[fetch]\ntimeout = -1\n', "fetch.timeout", "must be positive"),
+    ('[[feeds]]\nurl = "https://a.example/f"\n[fetch]\nallow_private_addresses = 1\n',
+     "fetch.allow_private_addresses", "must be bool"),
+    ('[[feeds]]\nurl = "https://a.example/f"\n[fetch]\nreplay = "nope.toml"\n', "fetch.replay", "does not exist"),
+    ('[[feeds]]\nurl = "https://a.example/f"\n[stories]\nthreshold = 1.5\n', "stories.threshold", "(0, 1]"),
+    ('[[feeds]]\nurl = "https://a.example/f"\n[outptu]\npath = "x"\n', "outptu", "unknown key"),
+    ('[fetch]\ntimeout = 3\n', "feeds", "at least one [[feeds]]"),
+])
+def test_bad_config_names_file_key_and_problem(tmp_path, text, key, problem):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.key == key
+    assert problem in err.value.problem
+    assert str(path) in str(err.value) and key in str(err.value)
+
+
+def test_missing_file_and_bad_toml(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "absent.toml")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_config(write(tmp_path, "[[feeds]\nurl = 1"))

@@ -1,0 +1,92 @@
+from datetime import UTC, datetime
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipelines.extract import ExtractArticles, ExtractError, _authors, _published, decode, extract_article
+from pipelines.records import Page
+from pipelines.urls import article_id
+from tests.conftest import FIXTURE_ARTICLES, FIXTURES, fixture_url, make_entry, page_for
+
+WEB = FIXTURES / "web"
+COMMENT_TEXT = ["my toaster is smarter", "battery life on phones", "Cheers from Leeds"]
+CHROME_TEXT = ["We use cookies", "Share on LinkedIn", "Related stories", "Get the Techwire daily briefing",
+               "Subscribe to Global Markets Post", "Leave a Comment", "Trending", "All rights reserved"]
+
+
+def extract(outlet: str, path: str, **entry_kw):
+    url = fixture_url(outlet, path)
+    host = FIXTURE_ARTICLES.OUTLETS[outlet]["host"]
+    return extract_article(page_for(WEB / f"{host}{path}.html", url, **entry_kw))
+
+
+@pytest.mark.parametrize("outlet, path", [(a[1], a[2]) for a in FIXTURE_ARTICLES.SEEDS] +
+                         [(a["outlet"], a["path"]) for a in FIXTURE_ARTICLES.ARTICLES.values()])
+def test_body_without_comments_or_page_chrome(outlet, path):
+    article = extract(outlet, path)
+    assert article.word_count >= 100
+    for snippet in COMMENT_TEXT + CHROME_TEXT:
+        assert snippet not in article.text, snippet
+
+
+def test_metadata_from_json_ld_and_canonical():
+    a = extract("ledger", "/tech/2025/06/13/meta-scale-ai-investment")
+    assert a.title == "Meta bets $14.3 billion on Scale AI and hires its chief executive"
+    assert a.authors == ("Priya Raman",)
+    assert a.source == "The Daily Ledger"
+    assert a.language == "en"
+    assert a.canonical_url == fixture_url("ledger", "/tech/2025/06/13/meta-scale-ai-investment")
+    assert a.article_id == article_id(a.canonical_url)
+    assert a.text.startswith("In a bold step toward reshaping the future of artificial intelligence")
+
+
+def test_metadata_from_meta_tags_and_language_region():
+    a = extract("markets", "/regulation/eu-fines-meta-dma-pay-or-consent")
+    assert a.authors == ("Sophie Laurent",)
+    assert a.language == "en"
+    assert a.published_at == datetime(2025, 6, 11, tzinfo=UTC)
+    assert a.source == "marketspost.example"  # no site name on the page: the host stands in
+
+
+def test_feed_entry_fills_what_the_page_lacks():
+    when = datetime(2025, 6, 10, 16, 20, tzinfo=UTC)
+    a = extract("bytebeat", "/news/meta-llama-4-1-release", published_at=when, summary="From the feed.",
+                author="Feed Author")
+    assert a.published_at == when  # the page's date agrees, so the feed's precise time is kept
+    assert a.summary == "From the feed."
+    assert a.title.startswith("Meta releases Llama 4.1")
+
+
+def test_page_without_article_text_is_rejected():
+    entry = make_entry("https://a.example/x")
+    now = datetime(2025, 6, 14, tzinfo=UTC)
+    for body in (b"<html><body><nav>Home | News</nav></body></html>", b"", b"\x89PNG\r\n"):
+        with pytest.raises(ExtractError) as err:
+            extract_article(Page(entry, entry.link, 200, "text/html", body, now))
+        assert err.value.reason in ("empty_extraction", "extraction_error")
+
+
+def test_helpers():
+    assert decode("é".encode("latin-1"), "text/html; charset=ISO-8859-1") == "é"
+    assert decode(b"abc", "text/html; charset=bogus") == b"abc"
+    assert _authors("By Jane Doe and John Roe; Jane Doe") == ("Jane Doe", "John Roe")
+    assert _authors(None) == ()
+    entry_time = datetime(2025, 6, 12, 8, 0, tzinfo=UTC)
+    assert _published("2025-06-13", entry_time) == datetime(2025, 6, 13, tzinfo=UTC)
+    assert _published(None, entry_time) == entry_time
+    assert _published("garbage", None) is None
+
+
+def test_extract_articles_composite():
+    good = page_for(WEB / "marketspost.example/deals/microsoft-mistral-stake-funding-round.html",
+                    fixture_url("markets", "/deals/microsoft-mistral-stake-funding-round"))
+    empty = Page(make_entry("https://a.example/empty"), "https://a.example/empty", 200, "text/html",
+                 b"<html><body></body></html>", datetime(2025, 6, 14, tzinfo=UTC))
+    with TestPipeline() as p:
+        out = p | beam.Create([good, empty]) | ExtractArticles()
+        assert_that(out.articles | beam.Map(lambda a: a.title), equal_to(
+            ["Microsoft takes minority stake in Mistral AI as French start-up raises €2 billion"]), label="ok")
+        assert_that(out.rejects | beam.Map(lambda r: (r.url, r.stage, r.reason)),
+                    equal_to([("https://a.example/empty", "extract", "empty_extraction")]), label="rejects")

@@ -1,0 +1,73 @@
+from datetime import UTC, datetime
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipelines.config import FetchConfig
+from pipelines.feeds import BadFeed, ReadFeeds, parse_feed
+from pipelines.fetch import Fetcher
+from pipelines.records import FeedSpec
+from tests.conftest import FIXTURES, fixture_url
+
+NOW = datetime(2025, 6, 14, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("name, count", [("ledger.xml", 3), ("techwire.xml", 2), ("bytebeat.xml", 4),
+                                         ("markets.xml", 3), ("econ.xml", 3)])
+def test_fixture_feeds_parse_in_every_format(name, count):
+    entries, rejects, bozo = parse_feed((FIXTURES / "feeds" / name).read_bytes(), "feed.xml", NOW)
+    assert len(entries) == count and not rejects and not bozo
+    for e in entries:
+        assert e.link.startswith("https://") and e.title and e.author and e.summary
+        assert e.published_at is not None and e.published_at.tzinfo is UTC
+        assert "<" not in e.summary
+
+
+def test_entry_fields_from_rss2():
+    entries, _, _ = parse_feed((FIXTURES / "feeds" / "ledger.xml").read_bytes(), "feed.xml", NOW)
+    seed = next(e for e in entries if e.link == fixture_url("ledger", "/tech/2025/06/13/meta-scale-ai-investment"))
+    assert seed.guid == "dailyledger.example:version-0.txt"
+    assert seed.published_at == datetime(2025, 6, 13, 9, 12, tzinfo=UTC)
+    assert seed.author == "Priya Raman"
+    assert seed.title == "Meta bets $14.3 billion on Scale AI and hires its chief executive"
+
+
+def test_broken_feed_is_bad_feed():
+    with pytest.raises(BadFeed):
+        parse_feed((FIXTURES / "feeds" / "broken.xml").read_bytes(), "broken.xml", NOW)
+    with pytest.raises(BadFeed):
+        parse_feed(b"\x00\x01 not xml at all", "x", NOW)
+
+
+def test_entries_without_usable_link_are_rejected_and_relative_links_resolved():
+    body = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>
+    <item><title>no link here</title></item>
+    <item><title>relative</title><link>/news/1</link></item>
+    <item><title>mail</title><link>mailto:a@b.example</link></item>
+    </channel></rss>"""
+    entries, rejects, _ = parse_feed(body, "https://site.example/feed/rss", NOW)
+    assert [e.link for e in entries] == ["https://site.example/news/1"]
+    assert sorted((r.stage, r.reason) for r in rejects) == [("feed", "bad_url"), ("feed", "no_link")]
+    assert all(r.feed_url == "https://site.example/feed/rss" for r in rejects)
+
+
+def test_ill_formed_feed_with_entries_is_used():
+    body = b"""<rss version="2.0"><channel><title>t &amp broken</title>
+    <item><title>ok</title><link>https://a.example/1</link></item></channel></rss>"""
+    entries, _, bozo = parse_feed(body, "x", NOW)
+    assert bozo and [e.link for e in entries] == ["https://a.example/1"]
+
+
+def test_read_feeds_composite(tmp_path):
+    good = FeedSpec(str(FIXTURES / "feeds" / "techwire.xml"))
+    broken = FeedSpec(str(FIXTURES / "feeds" / "broken.xml"))
+    missing = FeedSpec(str(tmp_path / "gone.xml"))
+    with TestPipeline() as p:
+        out = p | beam.Create([good, broken, missing]) | ReadFeeds(Fetcher(FetchConfig()))
+        assert_that(out.entries | beam.Map(lambda e: e.link), equal_to([
+            fixture_url("techwire", "/2025/06/meta-invests-billions-in-scale-ai"),
+            fixture_url("techwire", "/2025/06/scale-ai-pentagon-thunderforge-contract")]), label="entries")
+        assert_that(out.rejects | beam.Map(lambda r: (r.url, r.stage, r.reason, r.feed_url)), equal_to([
+            (broken.url, "feed", "bad_feed", None), (missing.url, "feed", "not_found", None)]), label="rejects")
