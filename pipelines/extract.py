@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import apache_beam as beam
 import trafilatura
+from trafilatura.settings import Document
 from trafilatura.utils import load_html
 
 from pipelines import metrics
@@ -61,9 +62,9 @@ def extract_article(page: Page) -> Article:
                                           include_comments=False, favor_precision=True)
     except Exception as e:  # trafilatura's failures are not typed
         raise ExtractError("extraction_error", f"{type(e).__name__}: {e}") from None
-    text = (doc.text or "").strip() if doc is not None else ""
+    text = (doc.text or "").strip() if isinstance(doc, Document) else ""
     words = len(text.split())
-    if words < MIN_WORDS:
+    if not isinstance(doc, Document) or words < MIN_WORDS:
         raise ExtractError("empty_extraction", f"{words} words of article text")
 
     entry = page.entry

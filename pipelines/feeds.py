@@ -18,7 +18,7 @@ import apache_beam as beam
 import feedparser
 
 from pipelines import metrics
-from pipelines.fetch import FetchError, Fetcher
+from pipelines.fetch import Fetcher, FetchError
 from pipelines.records import FeedEntry, FeedSpec, Reject
 from pipelines.text import clean, html_to_text
 from pipelines.urls import is_web_url

@@ -129,7 +129,7 @@ def check_address(host: str, allow_private: bool) -> None:
     except socket.gaierror as e:
         raise FetchError("connection_error", f"cannot resolve {host}: {e}") from None
     for info in infos:
-        ip = ipaddress.ip_address(info[4][0].split("%")[0])
+        ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if not ip.is_global or ip.is_multicast:
             raise FetchError("private_address", f"{host} resolves to non-public address {ip}")
 
@@ -218,7 +218,7 @@ class ReplayTransport:
         self._responses = {}
 
     def request(self, url: str, *, max_bytes: int, deadline: float) -> Hop:
-        item = self._responses.get(url)
+        item: dict | None = self._responses.get(url)
         if item is None:
             return Hop(404, {}, b"")
         headers: dict[str, str] = {}

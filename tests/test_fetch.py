@@ -11,7 +11,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.config import FetchConfig
-from pipelines.fetch import FetchError, Fetcher, FetchPages, HttpTransport, ReplayTransport, check_address, is_html
+from pipelines.fetch import Fetcher, FetchError, FetchPages, HttpTransport, ReplayTransport, check_address, is_html
 from tests.conftest import FIXTURES, fixture_url, make_entry
 
 

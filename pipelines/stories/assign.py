@@ -77,27 +77,31 @@ def _assign_one(index: StoryIndex, feat: ArticleFeatures, config: StoriesConfig,
         original = _near_copy_of(index, feat, candidates, config.near_duplicate_threshold)
         kind = "near" if original else None
 
-    if original is not None:
-        story = index.stories.get(original.story_id)
-        if story is None:  # the original's story left the window; the copy cannot rejoin it
-            original, kind = None, None
-    if original is None:
-        scored = [(cosine(vector, _normalised(s.centroid)), s) for s in candidates]
-        best = max(scored, key=lambda x: (x[0], x[1].first_seen, x[1].story_id), default=None)
-        if best is not None and best[0] >= config.threshold:
-            story = best[1]
-        else:
-            story = StoryState(
-                story_id=stable_id("story", feat.article_id), representative_id=feat.article_id,
-                title=feat.title, first_seen=feat.time, last_seen=feat.time, article_count=0,
-                sources=set(), centroid={})
-            index.add_story(story)
+    # a copy whose original's story has left the window is assigned like any other article
+    story = index.stories.get(original.story_id) if original else None
+    if story is None:
+        original, kind = None, None
+        story = _best_story(candidates, vector, config.threshold) or _new_story(index, feat)
         index.merge_into_centroid(story, vector)
 
     index.add_article(ArticleState(feat.article_id, story.story_id, feat.time, feat.content_hash, feat.minhash),
                       feat.source, feat.time)
     return Assignment(feat.article_id, story.story_id,
                       original.article_id if original else None, kind)
+
+
+def _best_story(candidates: list[StoryState], vector: dict[str, float], threshold: float) -> StoryState | None:
+    scored = [(cosine(vector, _normalised(s.centroid)), s) for s in candidates]
+    best = max(scored, key=lambda x: (x[0], x[1].first_seen, x[1].story_id), default=None)
+    return best[1] if best is not None and best[0] >= threshold else None
+
+
+def _new_story(index: StoryIndex, feat: ArticleFeatures) -> StoryState:
+    story = StoryState(story_id=stable_id("story", feat.article_id), representative_id=feat.article_id,
+                       title=feat.title, first_seen=feat.time, last_seen=feat.time, article_count=0,
+                       sources=set(), centroid={})
+    index.add_story(story)
+    return story
 
 
 def _near_copy_of(index: StoryIndex, feat: ArticleFeatures, candidates: list[StoryState],

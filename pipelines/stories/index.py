@@ -148,7 +148,7 @@ class StoryIndex:
     def from_json(cls, doc: dict) -> StoryIndex:
         if doc.get("format") != FORMAT_VERSION:
             raise ValueError(f"unsupported story index format {doc.get('format')!r}")
-        index = cls(newest=_parse(doc["newest"]))
+        index = cls(newest=_parse(doc["newest"]) if doc["newest"] else None)
         for s in doc["stories"]:
             index.add_story(StoryState(
                 story_id=s["story_id"], representative_id=s["representative_id"], title=s["title"],
@@ -210,5 +210,5 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _parse(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value)
