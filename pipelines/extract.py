@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import apache_beam as beam
 import trafilatura
-from trafilatura.settings import Document
+from trafilatura.settings import Document, set_date_params
 from trafilatura.utils import load_html
 
 from pipelines import metrics
@@ -23,6 +23,10 @@ from pipelines.text import clean, content_hash
 from pipelines.urls import article_id, canonicalize, host_of, is_web_url
 
 REJECTS = "rejects"
+
+# Page dates only from markup and metadata: htmldate's extensive search guesses dates from body text
+# ("founded in 2016" -> 2016-01-01), which would move an article years away from its story.
+DATE_PARAMS = set_date_params(extensive=False)
 
 # Fewer words than this is a teaser, a paywall stub or an error page, not an article.
 MIN_WORDS = 20
@@ -59,7 +63,8 @@ def extract_article(page: Page) -> Article:
     declared_canonical = _canonical_link(tree, page.final_url)
     try:
         doc = trafilatura.bare_extraction(tree, url=page.final_url, with_metadata=True,
-                                          include_comments=False, favor_precision=True)
+                                          include_comments=False, favor_precision=True,
+                                          date_extraction_params=DATE_PARAMS)
     except Exception as e:  # trafilatura's failures are not typed
         raise ExtractError("extraction_error", f"{type(e).__name__}: {e}") from None
     text = (doc.text or "").strip() if isinstance(doc, Document) else ""

@@ -90,3 +90,12 @@ def test_extract_articles_composite():
             ["Microsoft takes minority stake in Mistral AI as French start-up raises €2 billion"]), label="ok")
         assert_that(out.rejects | beam.Map(lambda r: (r.url, r.stage, r.reason)),
                     equal_to([("https://a.example/empty", "extract", "empty_extraction")]), label="rejects")
+
+
+def test_years_in_body_text_are_not_taken_for_the_publication_date():
+    entry_time = datetime(2025, 6, 13, 12, tzinfo=UTC)
+    body = ("<html><body><article><p>" + "The company, founded in 2016 and listed in March 2019, grew fast. " * 8
+            + "</p></article></body></html>").encode()
+    entry = make_entry("https://a.example/story", published_at=entry_time)
+    article = extract_article(Page(entry, entry.link, 200, "text/html", body, entry_time))
+    assert article.published_at == entry_time

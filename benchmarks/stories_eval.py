@@ -1,0 +1,167 @@
+"""Story clustering quality on a labelled set, measured through the real pipeline.
+
+    python benchmarks/stories_eval.py [--gold ../shared/eval/stories/dev.jsonl] [--runs 4]
+
+Each labelled article becomes a web page and a feed entry; the articles are split, in publication order,
+into ``--runs`` scheduled runs whose feeds the CLI's batch job ingests one after another into one output
+(so later runs must continue the stories of earlier ones). The stored ``articles/`` are then scored with
+B-cubed and pairwise precision/recall/F1 per sub-set and overall (``shared/tools/storyeval.py``).
+Undated articles keep their label order shuffled with a fixed seed, as news arrives interleaved.
+
+``--direct`` skips Beam, fetching and extraction and feeds the texts straight to the stories stage's
+pure functions in the same order: quick for exploring, not the figure to report.
+
+Exits 0 with a message when the shared evaluation data is not there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import importlib.util
+import json
+import random
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+BASE = "https://stories-eval.example"
+
+
+def load_storyeval():
+    spec = importlib.util.spec_from_file_location("storyeval", SHARED / "tools" / "storyeval.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def arrival_order(rows: list[dict]) -> list[dict]:
+    """Publication order; undated articles after the dated ones, in a fixed pseudo-random order."""
+    dated = sorted((r for r in rows if r.get("published")), key=lambda r: (r["published"], r["id"]))
+    undated = sorted((r for r in rows if not r.get("published")), key=lambda r: r["id"])
+    random.Random(7).shuffle(undated)
+    return dated + undated
+
+
+def paragraphs(text: str) -> list[str]:
+    parts = [p.strip() for p in text.replace("\\n", "\n").split("\n")]
+    return [p for p in parts if p]
+
+
+def page(row: dict) -> str:
+    title = html.escape(row.get("title") or "")
+    body = "\n".join(f"<p>{html.escape(p)}</p>" for p in paragraphs(row["text"]))
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>'
+            f"<body><article><h1>{title}</h1>\n{body}\n</article></body></html>\n")
+
+
+def feed(rows: list[dict]) -> str:
+    items = []
+    for r in rows:
+        date = ""
+        if r.get("published"):
+            when = datetime.fromisoformat(r["published"]).replace(hour=12, tzinfo=UTC)
+            date = f"<pubDate>{format_datetime(when)}</pubDate>"
+        items.append(f"<item><title>{html.escape(r.get('title') or '')}</title>"
+                     f"<link>{BASE}/{r['id']}</link><guid>{r['id']}</guid>{date}</item>")
+    return ('<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>eval</title>'
+            + "\n".join(items) + "</channel></rss>\n")
+
+
+def write_inputs(rows: list[dict], runs: int, work: Path) -> list[Path]:
+    """Pages, a replay manifest and one config per run; returns the configs in run order."""
+    (work / "web").mkdir(parents=True)
+    manifest = []
+    for r in rows:
+        (work / "web" / f"{r['id']}.html").write_text(page(r), "utf-8")
+        manifest += ["[[response]]", f'url = "{BASE}/{r["id"]}"', f'file = "web/{r["id"]}.html"', ""]
+    (work / "replay.toml").write_text("\n".join(manifest), "utf-8")
+    configs = []
+    size = -(-len(rows) // runs)
+    for k in range(runs):
+        chunk = rows[k * size:(k + 1) * size]
+        (work / f"run-{k}.xml").write_text(feed(chunk), "utf-8")
+        config = work / f"run-{k}.toml"
+        config.write_text(f'[[feeds]]\nurl = "run-{k}.xml"\n[fetch]\nreplay = "replay.toml"\n'
+                          f'[output]\npath = "out"\n', "utf-8")
+        configs.append(config)
+    return configs
+
+
+def through_pipeline(rows: list[dict], runs: int, beam_args: list[str]) -> tuple[dict[str, str], float]:
+    import pyarrow.dataset as ds
+
+    from pipelines.cli import run_batch
+    from pipelines.config import load_config
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        configs = write_inputs(rows, runs, work)
+        start = time.perf_counter()
+        for path in configs:
+            summary = run_batch(load_config(path), beam_args)
+            print(f"  run {path.stem}: {summary['entries']['seen']} entries, {summary['articles_written']} articles, "
+                  f"{summary['stories']['new']} new / {summary['stories']['continued']} continued stories, "
+                  f"rejects {summary['rejects']['by_reason']}", file=sys.stderr)
+        seconds = time.perf_counter() - start
+        table = ds.dataset(str(work / "out" / "articles"), format="parquet", partitioning="hive").to_table(
+            columns=["url", "story_id"])
+    pred = {url.rsplit("/", 1)[1]: story for url, story in zip(*table.to_pydict().values(), strict=True)}
+    return pred, seconds
+
+
+def direct(rows: list[dict], runs: int) -> tuple[dict[str, str], float]:
+    from pipelines.config import StoriesConfig
+    from pipelines.stories.assign import assign_batch
+    from pipelines.stories.features import article_features
+    from pipelines.stories.index import StoryIndex
+    from pipelines.text import content_hash
+
+    index, pred, config = StoryIndex(), {}, StoriesConfig()
+    start = time.perf_counter()
+    size = -(-len(rows) // runs)
+    for k in range(runs):
+        run_start = datetime(2026, 1, 1, k, tzinfo=UTC)
+        batch = []
+        for r in rows[k * size:(k + 1) * size]:
+            when = (datetime.fromisoformat(r["published"]).replace(hour=12, tzinfo=UTC)
+                    if r.get("published") else run_start)
+            text = "\n".join(paragraphs(r["text"]))
+            batch.append(article_features(r["id"], r.get("source") or "", r.get("title") or None, text, "en",
+                                          when, content_hash(text)))
+        pred.update({a.article_id: a.story_id for a in assign_batch(index, batch, config).assignments})
+    return pred, time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gold", default=str(SHARED / "eval" / "stories" / "dev.jsonl"))
+    parser.add_argument("--runs", type=int, default=4, help="scheduled runs to split the articles into")
+    parser.add_argument("--direct", action="store_true", help="skip Beam/fetch/extract (exploration only)")
+    args, beam_args = parser.parse_known_args(argv)
+    gold = Path(args.gold)
+    if not gold.exists() or not (SHARED / "tools" / "storyeval.py").exists():
+        print(f"skipped: {gold} or shared/tools/storyeval.py not found")
+        return 0
+    rows = arrival_order([json.loads(line) for line in gold.open()])
+    pred, seconds = direct(rows, args.runs) if args.direct else through_pipeline(rows, args.runs, beam_args)
+    missing = [r["id"] for r in rows if r["id"] not in pred]
+    scores = load_storyeval().score(rows, pred)
+    mode = "direct (no Beam)" if args.direct else f"pipeline, {args.runs} runs"
+    print(f"{gold.name}: {len(rows)} articles, {len(missing)} not stored, {mode}, {seconds:.1f}s")
+    for name, (bp, br, bf, pp, pr, pf) in scores.items():
+        print(f"{name:10s} B3 P={bp:.3f} R={br:.3f} F1={bf:.3f} | pairwise P={pp:.3f} R={pr:.3f} F1={pf:.3f}")
+    if missing:
+        print(f"not stored (scored as singletons): {', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())
