@@ -2,11 +2,16 @@
 
     python benchmarks/stories_eval.py [--gold ../shared/eval/stories/dev.jsonl] [--runs 4]
 
-Each labelled article becomes a web page and a feed entry; the articles are split, in publication order,
-into ``--runs`` scheduled runs whose feeds the CLI's batch job ingests one after another into one output
-(so later runs must continue the stories of earlier ones). The stored ``articles/`` are then scored with
-B-cubed and pairwise precision/recall/F1 per sub-set and overall (``shared/tools/storyeval.py``).
-Undated articles keep their label order shuffled with a fixed seed, as news arrives interleaved.
+Each labelled article becomes a web page and a feed entry, and the CLI's batch job ingests them as a
+sequence of scheduled runs on a simulated clock, one output for all (so later runs must continue the
+stories of earlier ones); the stored ``articles/`` are then scored with B-cubed and pairwise
+precision/recall/F1 per sub-set and overall (``shared/tools/storyeval.py``).
+
+The schedule: each sub-set is a separate crawl period (the sets come from different years). Within a set,
+dated articles arrive in publication order, one run per publication day, the run clock at the end of the
+day. Undated articles are inserted at positions drawn with a fixed seed and ingested by the run of the day
+they land in, taking that run's time (the pipeline uses fetch time for undated articles): placement uses
+the set, never the story label. A set with no dates at all is split into ``--runs`` runs six hours apart.
 
 ``--direct`` skips Beam, fetching and extraction and feeds the texts straight to the stories stage's
 pure functions in the same order: quick for exploring, not the figure to report.
@@ -24,8 +29,7 @@ import random
 import sys
 import tempfile
 import time
-from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -41,12 +45,38 @@ def load_storyeval():
     return module
 
 
-def arrival_order(rows: list[dict]) -> list[dict]:
-    """Publication order; undated articles after the dated ones, in a fixed pseudo-random order."""
-    dated = sorted((r for r in rows if r.get("published")), key=lambda r: (r["published"], r["id"]))
-    undated = sorted((r for r in rows if not r.get("published")), key=lambda r: r["id"])
-    random.Random(7).shuffle(undated)
-    return dated + undated
+def schedule(rows: list[dict], runs_per_undated_set: int) -> list[tuple[datetime, list[dict]]]:
+    """(simulated run time, articles) in run order; see the module docstring."""
+    rng = random.Random(7)
+    by_set: dict[str, list[dict]] = {}
+    for r in sorted(rows, key=lambda r: r["id"]):
+        by_set.setdefault(r["set"], []).append(r)
+    first = {name: min((r["published"] for r in rs if r.get("published")), default="9999")
+             for name, rs in by_set.items()}
+    synthetic = datetime(2026, 1, 1, tzinfo=UTC)
+    runs: list[tuple[datetime, list[dict]]] = []
+    for name in sorted(by_set, key=lambda n: (first[n], n)):
+        dated = sorted((r for r in by_set[name] if r.get("published")), key=lambda r: (r["published"], r["id"]))
+        undated = [r for r in by_set[name] if not r.get("published")]
+        rng.shuffle(undated)
+        if not dated:
+            size = -(-len(undated) // runs_per_undated_set)
+            for k in range(0, len(undated), size):
+                runs.append((synthetic, undated[k:k + size]))
+                synthetic += timedelta(hours=6)
+            synthetic += timedelta(days=30)
+            continue
+        sequence = dated[:]
+        for r in undated:
+            sequence.insert(rng.randrange(len(sequence) + 1), r)
+        day = dated[0]["published"]
+        by_day: dict[str, list[dict]] = {}
+        for r in sequence:
+            day = max(day, r.get("published") or day)
+            by_day.setdefault(day, []).append(r)
+        for day, batch in sorted(by_day.items()):
+            runs.append((datetime.fromisoformat(day).replace(hour=23, tzinfo=UTC), batch))
+    return runs
 
 
 def paragraphs(text: str) -> list[str]:
@@ -74,41 +104,41 @@ def feed(rows: list[dict]) -> str:
             + "\n".join(items) + "</channel></rss>\n")
 
 
-def write_inputs(rows: list[dict], runs: int, work: Path) -> list[Path]:
+def write_inputs(runs: list[tuple[datetime, list[dict]]], work: Path) -> list[Path]:
     """Pages, a replay manifest and one config per run; returns the configs in run order."""
     (work / "web").mkdir(parents=True)
     manifest = []
-    for r in rows:
-        (work / "web" / f"{r['id']}.html").write_text(page(r), "utf-8")
-        manifest += ["[[response]]", f'url = "{BASE}/{r["id"]}"', f'file = "web/{r["id"]}.html"', ""]
-    (work / "replay.toml").write_text("\n".join(manifest), "utf-8")
     configs = []
-    size = -(-len(rows) // runs)
-    for k in range(runs):
-        chunk = rows[k * size:(k + 1) * size]
-        (work / f"run-{k}.xml").write_text(feed(chunk), "utf-8")
+    for k, (_, batch) in enumerate(runs):
+        for r in batch:
+            (work / "web" / f"{r['id']}.html").write_text(page(r), "utf-8")
+            manifest += ["[[response]]", f'url = "{BASE}/{r["id"]}"', f'file = "web/{r["id"]}.html"', ""]
+        (work / f"run-{k}.xml").write_text(feed(batch), "utf-8")
         config = work / f"run-{k}.toml"
         config.write_text(f'[[feeds]]\nurl = "run-{k}.xml"\n[fetch]\nreplay = "replay.toml"\n'
                           f'[output]\npath = "out"\n', "utf-8")
         configs.append(config)
+    (work / "replay.toml").write_text("\n".join(manifest), "utf-8")
     return configs
 
 
-def through_pipeline(rows: list[dict], runs: int, beam_args: list[str]) -> tuple[dict[str, str], float]:
+def through_pipeline(runs: list[tuple[datetime, list[dict]]], beam_args: list[str]) -> tuple[dict[str, str], float]:
     import pyarrow.dataset as ds
 
     from pipelines.cli import run_batch
     from pipelines.config import load_config
+    from pipelines.records import Run
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        configs = write_inputs(rows, runs, work)
+        configs = write_inputs(runs, work)
         start = time.perf_counter()
-        for path in configs:
-            summary = run_batch(load_config(path), beam_args)
-            print(f"  run {path.stem}: {summary['entries']['seen']} entries, {summary['articles_written']} articles, "
-                  f"{summary['stories']['new']} new / {summary['stories']['continued']} continued stories, "
-                  f"rejects {summary['rejects']['by_reason']}", file=sys.stderr)
+        for k, (path, (when, _)) in enumerate(zip(configs, runs, strict=True)):
+            summary = run_batch(load_config(path), beam_args, Run(f"{when:%Y%m%dT%H%M%SZ}-{k:06d}", when))
+            print(f"  run {k} at {when:%Y-%m-%d %H:%M}: {summary['entries']['seen']} entries, "
+                  f"{summary['articles_written']} articles, {summary['stories']['new']} new / "
+                  f"{summary['stories']['continued']} continued stories, rejects {summary['rejects']['by_reason']}",
+                  file=sys.stderr)
         seconds = time.perf_counter() - start
         table = ds.dataset(str(work / "out" / "articles"), format="parquet", partitioning="hive").to_table(
             columns=["url", "story_id"])
@@ -116,7 +146,7 @@ def through_pipeline(rows: list[dict], runs: int, beam_args: list[str]) -> tuple
     return pred, seconds
 
 
-def direct(rows: list[dict], runs: int) -> tuple[dict[str, str], float]:
+def direct(runs: list[tuple[datetime, list[dict]]]) -> tuple[dict[str, str], float]:
     from pipelines.config import StoriesConfig
     from pipelines.stories.assign import assign_batch
     from pipelines.stories.features import article_features
@@ -125,16 +155,14 @@ def direct(rows: list[dict], runs: int) -> tuple[dict[str, str], float]:
 
     index, pred, config = StoryIndex(), {}, StoriesConfig()
     start = time.perf_counter()
-    size = -(-len(rows) // runs)
-    for k in range(runs):
-        run_start = datetime(2026, 1, 1, k, tzinfo=UTC)
+    for when, rows in runs:
         batch = []
-        for r in rows[k * size:(k + 1) * size]:
-            when = (datetime.fromisoformat(r["published"]).replace(hour=12, tzinfo=UTC)
-                    if r.get("published") else run_start)
+        for r in rows:
+            published = (datetime.fromisoformat(r["published"]).replace(hour=12, tzinfo=UTC)
+                         if r.get("published") else when)
             text = "\n".join(paragraphs(r["text"]))
             batch.append(article_features(r["id"], r.get("source") or "", r.get("title") or None, text, "en",
-                                          when, content_hash(text)))
+                                          published, content_hash(text)))
         pred.update({a.article_id: a.story_id for a in assign_batch(index, batch, config).assignments})
     return pred, time.perf_counter() - start
 
@@ -142,18 +170,20 @@ def direct(rows: list[dict], runs: int) -> tuple[dict[str, str], float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gold", default=str(SHARED / "eval" / "stories" / "dev.jsonl"))
-    parser.add_argument("--runs", type=int, default=4, help="scheduled runs to split the articles into")
+    parser.add_argument("--runs", type=int, default=4, help="runs for a set without publication dates")
     parser.add_argument("--direct", action="store_true", help="skip Beam/fetch/extract (exploration only)")
     args, beam_args = parser.parse_known_args(argv)
     gold = Path(args.gold)
     if not gold.exists() or not (SHARED / "tools" / "storyeval.py").exists():
         print(f"skipped: {gold} or shared/tools/storyeval.py not found")
         return 0
-    rows = arrival_order([json.loads(line) for line in gold.open()])
-    pred, seconds = direct(rows, args.runs) if args.direct else through_pipeline(rows, args.runs, beam_args)
+    rows = [json.loads(line) for line in gold.open()]
+    runs = schedule(rows, args.runs)
+    pred, seconds = direct(runs) if args.direct else through_pipeline(runs, beam_args)
     missing = [r["id"] for r in rows if r["id"] not in pred]
     scores = load_storyeval().score(rows, pred)
-    mode = "direct (no Beam)" if args.direct else f"pipeline, {args.runs} runs"
+    mode = "direct (no Beam)" if args.direct else "through the pipeline"
+    mode += f", {len(runs)} scheduled runs"
     print(f"{gold.name}: {len(rows)} articles, {len(missing)} not stored, {mode}, {seconds:.1f}s")
     for name, (bp, br, bf, pp, pr, pf) in scores.items():
         print(f"{name:10s} B3 P={bp:.3f} R={br:.3f} F1={bf:.3f} | pairwise P={pp:.3f} R={pr:.3f} F1={pf:.3f}")
