@@ -2,8 +2,8 @@
 
 Three levels, decided in this order for each article:
 1. exact copy: same normalised text as an article in the index -> ``duplicate_of`` it, its story;
-2. near-identical copy: 5-word-shingle Jaccard >= ``near_duplicate_threshold`` with an article of a
-   candidate story -> ``duplicate_of`` the most similar (earliest on ties), its story;
+2. near-identical copy: 5-word-shingle Jaccard >= ``near_duplicate_threshold`` with an indexed article
+   (found through MinHash LSH) -> ``duplicate_of`` the most similar (earliest on ties), its story;
 3. story: cosine similarity of the article's term vector with a candidate story's centroid; the best
    story at or above ``threshold`` is joined, else the article starts a new story.
 
@@ -69,12 +69,12 @@ def assign_batch(index: StoryIndex, batch: Iterable[ArticleFeatures], config: St
 def _assign_one(index: StoryIndex, feat: ArticleFeatures, config: StoriesConfig,
                 window: timedelta) -> Assignment:
     vector = dict(feat.terms)
-    candidates = index.candidate_stories([t for t, _ in feat.terms[:QUERY_TERMS]], feat.time, window)
+    candidates = index.candidate_stories(list(feat.terms[:QUERY_TERMS]), feat.time, window)
 
     original = index.exact_copy_of(feat.content_hash)
     kind = "exact" if original else None
     if original is None:
-        original = _near_copy_of(index, feat, candidates, config.near_duplicate_threshold)
+        original = _near_copy_of(index, feat, config.near_duplicate_threshold)
         kind = "near" if original else None
 
     # a copy whose original's story has left the window is assigned like any other article
@@ -91,7 +91,7 @@ def _assign_one(index: StoryIndex, feat: ArticleFeatures, config: StoriesConfig,
 
 
 def _best_story(candidates: list[StoryState], vector: dict[str, float], threshold: float) -> StoryState | None:
-    scored = [(cosine(vector, _normalised(s.centroid)), s) for s in candidates]
+    scored = [(cosine(vector, s.centroid) / (s.norm or 1.0), s) for s in candidates]
     best = max(scored, key=lambda x: (x[0], x[1].first_seen, x[1].story_id), default=None)
     return best[1] if best is not None and best[0] >= threshold else None
 
@@ -104,17 +104,11 @@ def _new_story(index: StoryIndex, feat: ArticleFeatures) -> StoryState:
     return story
 
 
-def _near_copy_of(index: StoryIndex, feat: ArticleFeatures, candidates: list[StoryState],
-                  threshold: float) -> ArticleState | None:
-    """The most similar article of the candidate stories at or above threshold; earliest on ties."""
-    scored = [(jaccard(feat.minhash, m.minhash), m) for s in candidates for m in index.members(s.story_id)]
+def _near_copy_of(index: StoryIndex, feat: ArticleFeatures, threshold: float) -> ArticleState | None:
+    """The most similar indexed article at or above threshold; earliest on ties."""
+    scored = [(jaccard(feat.minhash, m.minhash), m) for m in index.near_copy_candidates(feat.minhash)]
     above = [(score, m) for score, m in scored if score >= threshold]
     return min(above, key=lambda x: (-x[0], x[1].time, x[1].article_id))[1] if above else None
-
-
-def _normalised(centroid: dict[str, float]) -> dict[str, float]:
-    norm = sum(w * w for w in centroid.values()) ** 0.5 or 1.0
-    return {t: w / norm for t, w in centroid.items()}
 
 
 def story_rows(index: StoryIndex, story_ids: Iterable[str]) -> list[Story]:

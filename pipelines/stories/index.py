@@ -1,7 +1,10 @@
 """The story index: the stories and articles of the active time window, persisted between runs.
 
-Candidate stories for an article come from an inverted index over each story's top centroid terms,
-so looking one up costs the same whatever the history. ``prune`` drops stories (and their articles)
+Candidate stories for an article come from an inverted index over each story's top centroid terms:
+the article's strongest terms vote with their weights, terms posted by more than ``MAX_POSTING`` stories
+(too common to identify one) are skipped, and only the ``MAX_CANDIDATES`` best-voted stories are scored
+exactly. Candidate originals for near-copy checks come from a MinHash LSH band index. So the work per
+article is bounded by constants, whatever the history. ``prune`` drops stories (and their articles)
 whose last article is more than a window older than the newest time seen, which bounds memory.
 
 Persistence: a snapshot per run at ``<state_dir>/index-<run_id>.json.gz`` and a ``CURRENT`` file that
@@ -23,6 +26,11 @@ FORMAT_VERSION = 1
 POSTING_TERMS = 30  # a story is findable by this many of its strongest centroid terms
 CENTROID_TERMS = 120  # a story's centroid keeps this many terms
 KEEP_SNAPSHOTS = 3
+MAX_POSTING = 500  # a term posted by more active stories than this identifies none of them
+MAX_CANDIDATES = 50  # stories scored exactly per article
+# LSH over MinHash signatures: 21 bands of 3 values. A pair with shingle Jaccard 0.6 shares a band with
+# probability 0.99, a pair at 0.2 with 0.15, unrelated articles almost never.
+BANDS, ROWS = 21, 3
 
 
 @dataclass
@@ -35,6 +43,7 @@ class StoryState:
     article_count: int
     sources: set[str]
     centroid: dict[str, float]  # sum of member term vectors, truncated to CENTROID_TERMS
+    norm: float = 0.0  # L2 norm of centroid, kept with it
 
     def top_terms(self, n: int) -> list[str]:
         return [t for t, _ in sorted(self.centroid.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
@@ -57,15 +66,29 @@ class StoryIndex:
     _postings: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set), repr=False)
     _by_hash: dict[str, str] = field(default_factory=dict, repr=False)
     _members: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list), repr=False)
+    _bands: dict[tuple, set[str]] = field(default_factory=lambda: defaultdict(set), repr=False)
 
     # -- lookups --------------------------------------------------------------------------------
-    def candidate_stories(self, terms: list[str], time: datetime, window: timedelta) -> list[StoryState]:
+    def candidate_stories(self, terms: list[tuple[str, float]], time: datetime,
+                          window: timedelta) -> list[StoryState]:
+        """Active stories sharing the article's terms, the best-voted MAX_CANDIDATES, in id order."""
+        votes: dict[str, float] = defaultdict(float)
+        for term, weight in terms:
+            posting = self._postings.get(term)
+            if posting and len(posting) <= MAX_POSTING:
+                for story_id in posting:
+                    votes[story_id] += weight
+        active = [(v, i) for i, v in votes.items()
+                  if self.stories[i].first_seen - window <= time <= self.stories[i].last_seen + window]
+        best = sorted(active, key=lambda vi: (-vi[0], vi[1]))[:MAX_CANDIDATES]
+        return sorted((self.stories[i] for _, i in best), key=lambda s: s.story_id)
+
+    def near_copy_candidates(self, minhash: tuple[int, ...]) -> list[ArticleState]:
+        """Articles sharing at least one LSH band with the signature, in id order."""
         ids: set[str] = set()
-        for term in terms:
-            ids |= self._postings.get(term, set())
-        found = [self.stories[i] for i in ids]
-        return sorted((s for s in found if s.first_seen - window <= time <= s.last_seen + window),
-                      key=lambda s: s.story_id)
+        for key in _band_keys(minhash):
+            ids |= self._bands.get(key, set())
+        return sorted((self.articles[i] for i in ids), key=lambda a: a.article_id)
 
     def exact_copy_of(self, content_hash: str) -> ArticleState | None:
         article_id = self._by_hash.get(content_hash)
@@ -85,9 +108,7 @@ class StoryIndex:
         story.sources.add(source)
         story.first_seen = min(story.first_seen, time)
         story.last_seen = max(story.last_seen, time)
-        self.articles[article.article_id] = article
-        self._by_hash.setdefault(article.content_hash, article.article_id)
-        self._members[article.story_id].append(article.article_id)
+        self._index_article(article)
         self.newest = time if self.newest is None else max(self.newest, time)
         return story
 
@@ -97,6 +118,7 @@ class StoryIndex:
         for term, weight in terms.items():
             centroid[term] = centroid.get(term, 0.0) + weight
         story.centroid = dict(sorted(centroid.items(), key=lambda kv: (-kv[1], kv[0]))[:CENTROID_TERMS])
+        story.norm = sum(w * w for w in story.centroid.values()) ** 0.5
         self._post(story)
 
     def prune(self, window: timedelta) -> int:
@@ -110,9 +132,24 @@ class StoryIndex:
             del self.stories[story.story_id]
             for article_id in self._members.pop(story.story_id, []):
                 article = self.articles.pop(article_id, None)
-                if article and self._by_hash.get(article.content_hash) == article_id:
+                if article is None:
+                    continue
+                if self._by_hash.get(article.content_hash) == article_id:
                     del self._by_hash[article.content_hash]
+                for key in _band_keys(article.minhash):
+                    bucket = self._bands.get(key)
+                    if bucket is not None:
+                        bucket.discard(article_id)
+                        if not bucket:
+                            del self._bands[key]
         return len(old)
+
+    def _index_article(self, article: ArticleState) -> None:
+        self.articles[article.article_id] = article
+        self._by_hash.setdefault(article.content_hash, article.article_id)
+        self._members[article.story_id].append(article.article_id)
+        for key in _band_keys(article.minhash):
+            self._bands[key].add(article.article_id)
 
     def _post(self, story: StoryState) -> None:
         for term in story.top_terms(POSTING_TERMS):
@@ -150,17 +187,20 @@ class StoryIndex:
             raise ValueError(f"unsupported story index format {doc.get('format')!r}")
         index = cls(newest=_parse(doc["newest"]) if doc["newest"] else None)
         for s in doc["stories"]:
+            centroid = s["centroid"]
             index.add_story(StoryState(
                 story_id=s["story_id"], representative_id=s["representative_id"], title=s["title"],
                 first_seen=_parse(s["first_seen"]), last_seen=_parse(s["last_seen"]),
-                article_count=s["article_count"], sources=set(s["sources"]), centroid=s["centroid"]))
+                article_count=s["article_count"], sources=set(s["sources"]), centroid=centroid,
+                norm=sum(w * w for w in centroid.values()) ** 0.5))
         for a in doc["articles"]:
-            article = ArticleState(a["article_id"], a["story_id"], _parse(a["time"]), a["content_hash"],
-                                   tuple(a["minhash"]))
-            index.articles[article.article_id] = article
-            index._by_hash.setdefault(article.content_hash, article.article_id)
-            index._members[article.story_id].append(article.article_id)
+            index._index_article(ArticleState(a["article_id"], a["story_id"], _parse(a["time"]),
+                                              a["content_hash"], tuple(a["minhash"])))
         return index
+
+
+def _band_keys(minhash: tuple[int, ...]) -> list[tuple]:
+    return [(b, *minhash[b * ROWS:(b + 1) * ROWS]) for b in range(BANDS)]
 
 
 def load_index(state_dir: str) -> StoryIndex:

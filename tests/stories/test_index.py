@@ -21,7 +21,7 @@ def test_snapshot_roundtrip_through_filesystems(tmp_path):
         "CURRENT", "index-20250102T000000Z-b.json.gz", "index-20250103T000000Z-c.json.gz",
         "index-20250104T000000Z-d.json.gz"]
     # the loaded index answers lookups like the original
-    terms = [t for t, _ in feat("x", TEXTS["deal2"], 2).terms]
+    terms = list(feat("x", TEXTS["deal2"], 2).terms)
     assert [s.story_id for s in loaded.candidate_stories(terms, feat("x", "", 2).time, timedelta(days=3))] == \
         [s.story_id for s in index.candidate_stories(terms, feat("x", "", 2).time, timedelta(days=3))]
 
@@ -39,6 +39,31 @@ def test_prune_drops_stories_outside_the_window():
 def test_candidates_respect_time_window():
     index = StoryIndex()
     assign_batch(index, [feat("a", TEXTS["deal"], 0)], CFG)
-    terms = [t for t, _ in feat("b", TEXTS["deal2"]).terms]
+    terms = list(feat("b", TEXTS["deal2"]).terms)
     assert index.candidate_stories(terms, feat("b", "", 24).time, timedelta(days=3))
     assert not index.candidate_stories(terms, feat("b", "", 24 * 4).time, timedelta(days=3))
+
+
+def test_near_copy_candidates_come_from_lsh_bands():
+    index = StoryIndex()
+    base = " ".join(f"word{i}" for i in range(400))
+    assign_batch(index, [feat("orig", base), feat("other", TEXTS["weather"], 1)], CFG)
+    edited = base.replace("word200", "changed")
+    found = [a.article_id for a in index.near_copy_candidates(feat("x", edited).minhash)]
+    assert found == ["orig"]
+
+
+def test_candidates_are_bounded_and_best_voted(monkeypatch):
+    import pipelines.stories.index as index_module
+
+    index = StoryIndex()
+    for i in range(6):
+        index.add_story(index_module.StoryState(f"s{i}", f"a{i}", None, feat("t", "").time, feat("t", "").time, 0,
+                                                set(), {}))
+        index.merge_into_centroid(index.stories[f"s{i}"], {"shared": 1.0, f"own{i}": 0.5})
+    time, window = feat("t", "").time, timedelta(days=3)
+    monkeypatch.setattr(index_module, "MAX_CANDIDATES", 2)
+    found = index.candidate_stories([("shared", 0.5), ("own4", 0.9), ("own1", 0.8)], time, window)
+    assert [s.story_id for s in found] == ["s1", "s4"]
+    monkeypatch.setattr(index_module, "MAX_POSTING", 3)  # "shared" now identifies nothing
+    assert [s.story_id for s in index.candidate_stories([("shared", 1.0)], time, window)] == []
