@@ -133,3 +133,25 @@ def test_unusable_output_exits_2(tmp_path):
 def test_help_documents_the_run_command():
     result = cli("run", "--help")
     assert result.returncode == 0 and "--config" in result.stdout and "--output" in result.stdout
+
+
+def test_story_continues_across_runs(tmp_path):
+    fixtures = ROOT / "fixtures"
+
+    def config(name, feeds):
+        path = tmp_path / f"{name}.toml"
+        tables = "".join(f'[[feeds]]\nurl = "{fixtures / "feeds" / f}"\n' for f in feeds)
+        path.write_text(f'{tables}[fetch]\nreplay = "{fixtures / "replay.toml"}"\n')
+        return path
+
+    out = tmp_path / "out"
+    first, second = config("first", ["ledger.xml", "bytebeat.xml"]), config("second", ["techwire.xml", "markets.xml",
+                                                                                       "econ.xml"])
+    assert main(["run", "--config", str(first), "--output", str(out)]) == 0
+    assert main(["run", "--config", str(second), "--output", str(out)]) == 0
+    story = {r["url"]: r["story_id"] for r in read(out, "articles")}
+    assert len({story[u] for u in SEED_URLS}) == 1
+    latest = json.loads(sorted((out / "_runs").glob("*.json"))[-1].read_text())
+    assert latest["stories"]["continued"] >= 1
+    rows = [s for s in read(out, "stories") if s["story_id"] == story[SEED_URLS[0]]]
+    assert sorted(s["article_count"] for s in rows) == [3, 6]  # 2 originals + the copy, then all five outlets
