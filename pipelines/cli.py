@@ -13,6 +13,10 @@ import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 
+# Importing Beam logs a warning about Google Cloud client libraries newsbeam does not use; it would be the
+# first line of every run's output. Only that message is dropped.
+logging.getLogger().addFilter(lambda record: not record.getMessage().startswith("apitools not found"))
+
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
