@@ -71,3 +71,16 @@ def test_read_feeds_composite(tmp_path):
             fixture_url("techwire", "/2025/06/scale-ai-pentagon-thunderforge-contract")]), label="entries")
         assert_that(out.rejects | beam.Map(lambda r: (r.url, r.stage, r.reason, r.feed_url)), equal_to([
             (broken.url, "feed", "bad_feed", None), (missing.url, "feed", "not_found", None)]), label="rejects")
+
+
+def test_rss_091_feed():
+    body = b"""<?xml version="1.0"?>
+<!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD RSS 0.91//EN" "http://my.netscape.com/publish/formats/rss-0.91.dtd">
+<rss version="0.91"><channel><title>Old School</title><link>https://old.example/</link>
+<description>d</description><language>en-us</language>
+<item><title>Ninety-one</title><link>https://old.example/91</link><description>An item.</description></item>
+</channel></rss>"""
+    entries, rejects, _ = parse_feed(body, "https://old.example/rss", NOW)
+    assert [(e.link, e.title, e.summary, e.published_at) for e in entries] == [
+        ("https://old.example/91", "Ninety-one", "An item.", None)]
+    assert not rejects
