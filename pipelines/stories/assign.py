@@ -68,9 +68,6 @@ def assign_batch(index: StoryIndex, batch: Iterable[ArticleFeatures], config: St
 
 def _assign_one(index: StoryIndex, feat: ArticleFeatures, config: StoriesConfig,
                 window: timedelta) -> Assignment:
-    vector = dict(feat.terms)
-    candidates = index.candidate_stories(list(feat.terms[:QUERY_TERMS]), feat.time, window)
-
     original = index.exact_copy_of(feat.content_hash)
     kind = "exact" if original else None
     if original is None:
@@ -81,6 +78,8 @@ def _assign_one(index: StoryIndex, feat: ArticleFeatures, config: StoriesConfig,
     story = index.stories.get(original.story_id) if original else None
     if story is None:
         original, kind = None, None
+        vector = dict(feat.terms)
+        candidates = index.candidate_stories(list(feat.terms[:QUERY_TERMS]), feat.time, window)
         story = _best_story(candidates, vector, config.threshold) or _new_story(index, feat)
         index.merge_into_centroid(story, vector)
 

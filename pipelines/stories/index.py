@@ -94,9 +94,6 @@ class StoryIndex:
         article_id = self._by_hash.get(content_hash)
         return self.articles.get(article_id) if article_id else None
 
-    def members(self, story_id: str) -> list[ArticleState]:
-        return [self.articles[a] for a in self._members.get(story_id, ()) if a in self.articles]
-
     # -- updates --------------------------------------------------------------------------------
     def add_story(self, story: StoryState) -> None:
         self.stories[story.story_id] = story
