@@ -152,8 +152,10 @@ def direct(runs: list[tuple[datetime, list[dict]]]) -> tuple[dict[str, str], flo
     from pipelines.stories.features import article_features
     from pipelines.stories.index import StoryIndex
     from pipelines.text import content_hash
+    from pipelines.urls import article_id, canonicalize
 
     index, pred, config = StoryIndex(), {}, StoriesConfig()
+    ids: dict[str, str] = {}
     start = time.perf_counter()
     for when, rows in runs:
         batch = []
@@ -161,9 +163,11 @@ def direct(runs: list[tuple[datetime, list[dict]]]) -> tuple[dict[str, str], flo
             published = (datetime.fromisoformat(r["published"]).replace(hour=12, tzinfo=UTC)
                          if r.get("published") else when)
             text = "\n".join(paragraphs(r["text"]))
-            batch.append(article_features(r["id"], r.get("source") or "", r.get("title") or None, text, "en",
-                                          published, content_hash(text)))
-        pred.update({a.article_id: a.story_id for a in assign_batch(index, batch, config).assignments})
+            # the pipeline's article id, so that ties in time are ordered as the pipeline orders them
+            batch.append(article_features(article_id(canonicalize(f"{BASE}/{r['id']}")), r.get("source") or "",
+                                          r.get("title") or None, text, "en", published, content_hash(text)))
+            ids[batch[-1].article_id] = r["id"]
+        pred.update({ids[a.article_id]: a.story_id for a in assign_batch(index, batch, config).assignments})
     return pred, time.perf_counter() - start
 
 
