@@ -67,9 +67,11 @@ def extract_article(page: Page) -> Article:
                                           date_extraction_params=DATE_PARAMS)
     except Exception as e:  # trafilatura's failures are not typed
         raise ExtractError("extraction_error", f"{type(e).__name__}: {e}") from None
-    text = (doc.text or "").strip() if isinstance(doc, Document) else ""
+    if not isinstance(doc, Document):
+        raise ExtractError("empty_extraction", "no article text found")
+    text = (doc.text or "").strip()
     words = len(text.split())
-    if not isinstance(doc, Document) or words < MIN_WORDS:
+    if words < MIN_WORDS:
         raise ExtractError("empty_extraction", f"{words} words of article text")
 
     entry = page.entry

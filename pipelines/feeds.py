@@ -18,7 +18,7 @@ import apache_beam as beam
 import feedparser
 
 from pipelines import metrics
-from pipelines.fetch import Fetcher, FetchError
+from pipelines.fetch import Fetcher, FetcherDoFn, FetchError
 from pipelines.records import FeedEntry, FeedSpec, Reject
 from pipelines.text import clean, html_to_text
 from pipelines.urls import is_web_url
@@ -93,16 +93,7 @@ def _entry_time(item: dict) -> datetime | None:
     return None
 
 
-class _ReadFeedFn(beam.DoFn):
-    def __init__(self, fetcher: Fetcher):
-        self._fetcher = fetcher
-
-    def setup(self) -> None:
-        self._fetcher.open()
-
-    def teardown(self) -> None:
-        self._fetcher.close()
-
+class _ReadFeedFn(FetcherDoFn):
     def process(self, feed: FeedSpec) -> Iterator:
         now = datetime.now(UTC)
         metrics.inc("feeds_polled")

@@ -241,7 +241,9 @@ def is_html(content_type: str | None) -> bool:
     return mime in ("text/html", "application/xhtml+xml") or mime.startswith("text/")
 
 
-class _FetchPageFn(beam.DoFn):
+class FetcherDoFn(beam.DoFn):
+    """A DoFn that opens its Fetcher (connection pool, replay manifest) once per worker."""
+
     def __init__(self, fetcher: Fetcher):
         self._fetcher = fetcher
 
@@ -251,6 +253,8 @@ class _FetchPageFn(beam.DoFn):
     def teardown(self) -> None:
         self._fetcher.close()
 
+
+class _FetchPageFn(FetcherDoFn):
     def process(self, entry: FeedEntry):
         now = datetime.now(UTC)
         try:

@@ -43,7 +43,11 @@ class StoryState:
     article_count: int
     sources: set[str]
     centroid: dict[str, float]  # sum of member term vectors, truncated to CENTROID_TERMS
-    norm: float = 0.0  # L2 norm of centroid, kept with it
+    norm: float = 0.0  # L2 norm of centroid; both are set by set_centroid
+
+    def set_centroid(self, centroid: dict[str, float]) -> None:
+        self.centroid = dict(sorted(centroid.items(), key=lambda kv: (-kv[1], kv[0]))[:CENTROID_TERMS])
+        self.norm = sum(w * w for w in self.centroid.values()) ** 0.5
 
     def top_terms(self, n: int) -> list[str]:
         return [t for t, _ in sorted(self.centroid.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
@@ -114,8 +118,7 @@ class StoryIndex:
         centroid = dict(story.centroid)
         for term, weight in terms.items():
             centroid[term] = centroid.get(term, 0.0) + weight
-        story.centroid = dict(sorted(centroid.items(), key=lambda kv: (-kv[1], kv[0]))[:CENTROID_TERMS])
-        story.norm = sum(w * w for w in story.centroid.values()) ** 0.5
+        story.set_centroid(centroid)
         self._post(story)
 
     def prune(self, window: timedelta) -> int:
@@ -184,12 +187,12 @@ class StoryIndex:
             raise ValueError(f"unsupported story index format {doc.get('format')!r}")
         index = cls(newest=_parse(doc["newest"]) if doc["newest"] else None)
         for s in doc["stories"]:
-            centroid = s["centroid"]
-            index.add_story(StoryState(
+            story = StoryState(
                 story_id=s["story_id"], representative_id=s["representative_id"], title=s["title"],
                 first_seen=_parse(s["first_seen"]), last_seen=_parse(s["last_seen"]),
-                article_count=s["article_count"], sources=set(s["sources"]), centroid=centroid,
-                norm=sum(w * w for w in centroid.values()) ** 0.5))
+                article_count=s["article_count"], sources=set(s["sources"]), centroid={})
+            story.set_centroid(s["centroid"])
+            index.add_story(story)
         for a in doc["articles"]:
             index._index_article(ArticleState(a["article_id"], a["story_id"], _parse(a["time"]),
                                               a["content_hash"], tuple(a["minhash"])))
