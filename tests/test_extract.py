@@ -99,3 +99,14 @@ def test_years_in_body_text_are_not_taken_for_the_publication_date():
     entry = make_entry("https://a.example/story", published_at=entry_time)
     article = extract_article(Page(entry, entry.link, 200, "text/html", body, entry_time))
     assert article.published_at == entry_time
+
+
+def test_headline_is_title_not_body_and_short_articles_are_kept():
+    body = (b"<html><head><title>Council approves budget</title></head><body><article>"
+            b"<h1>Council approves budget</h1><p>The city council approved the 2026 budget on Tuesday "
+            b"after a short debate.</p></article></body></html>")
+    entry = make_entry("https://a.example/budget")
+    article = extract_article(Page(entry, entry.link, 200, "text/html", body, datetime(2025, 6, 14, tzinfo=UTC)))
+    assert article.title == "Council approves budget"
+    assert article.text.startswith("The city council approved")
+    assert article.word_count == 13
