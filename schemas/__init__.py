@@ -39,7 +39,9 @@ ARTICLES = _schema("articles", [
     ("fetched_at", _TS, False, "When the page was fetched (UTC)."),
     ("language", pa.string(), True, "ISO 639-1 code from the page's lang attribute or headers; null if unknown."),
     ("summary", pa.string(), True, "The feed entry's summary as plain text, else the page's description."),
-    ("text", pa.string(), False, "The article body as plain text, paragraphs separated by newlines."),
+    ("text", pa.string(), False,
+     "The article body as plain text, paragraphs separated by newlines; headline, reader comments and page "
+     "chrome excluded."),
     ("word_count", pa.int32(), False, "Whitespace-separated words in text."),
     ("content_hash", pa.string(), False,
      "Hash of the normalised text (case, punctuation and whitespace folded); equal hashes are exact copies."),
