@@ -27,9 +27,13 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class FetchConfig:
-    timeout: float = 20.0  # seconds, for connect and for each read
-    max_bytes: int = 5_000_000  # body size cap, enforced while reading
+    timeout: float = 30.0  # seconds for one attempt at a URL: connect, redirects and the whole body
+    max_bytes: int = 5_000_000  # body size cap, enforced while reading (decompressed size)
     max_redirects: int = 5
+    retries: int = 2  # further attempts after a timeout, connection error, 5xx or 429
+    backoff: float = 1.0  # seconds; the n-th retry waits up to backoff * 2**n (full jitter)
+    max_retry_wait: float = 60.0  # a longer Retry-After gives up instead of waiting
+    obey_robots: bool = True  # article pages disallowed by robots.txt are rejected (configured feeds are not)
     user_agent: str = "newsbeam/0.1 (+https://github.com/newsbeam/newsbeam)"
     allow_private_addresses: bool = False
     replay: str | None = None  # a replay manifest: serve recorded responses instead of the network
@@ -123,13 +127,18 @@ def _fetch(raw: dict[str, Any], name: str, base_dir: Path) -> FetchConfig:
         timeout=_positive(_get(raw, "timeout", float, name, "fetch", d.timeout), name, "fetch.timeout"),
         max_bytes=_positive(_get(raw, "max_bytes", int, name, "fetch", d.max_bytes), name, "fetch.max_bytes"),
         max_redirects=_get(raw, "max_redirects", int, name, "fetch", d.max_redirects),
+        retries=_get(raw, "retries", int, name, "fetch", d.retries),
+        backoff=_get(raw, "backoff", float, name, "fetch", d.backoff),
+        max_retry_wait=_get(raw, "max_retry_wait", float, name, "fetch", d.max_retry_wait),
+        obey_robots=_get(raw, "obey_robots", bool, name, "fetch", d.obey_robots),
         user_agent=_get(raw, "user_agent", str, name, "fetch", d.user_agent),
         allow_private_addresses=_get(raw, "allow_private_addresses", bool, name, "fetch",
                                      d.allow_private_addresses),
         replay=_resolve(replay, base_dir) if replay else None,
     )
-    if cfg.max_redirects < 0:
-        raise ConfigError(name, "fetch.max_redirects", "must be 0 or more")
+    for key in ("max_redirects", "retries", "backoff", "max_retry_wait"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(name, f"fetch.{key}", "must be 0 or more")
     if not cfg.user_agent.strip():
         raise ConfigError(name, "fetch.user_agent", "must not be empty")
     if cfg.replay and not Path(cfg.replay).is_file():

@@ -13,14 +13,18 @@ while streaming, so a huge page never sits in memory; each URL gets at most ``ti
 from __future__ import annotations
 
 import ipaddress
+import random
 import socket
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urljoin, urlsplit
+from urllib.robotparser import RobotFileParser
 
 import apache_beam as beam
 import urllib3
@@ -34,9 +38,37 @@ REJECTS = "rejects"
 
 
 class FetchError(Exception):
-    def __init__(self, reason: str, detail: str):
+    def __init__(self, reason: str, detail: str, status: int | None = None, retry_after: float | None = None):
         super().__init__(f"{reason}: {detail}")
-        self.reason, self.detail = reason, detail
+        self.reason, self.detail, self.status, self.retry_after = reason, detail, status, retry_after
+
+    @property
+    def retryable(self) -> bool:
+        """Worth another try: the server or the network may do better later."""
+        return self.reason in ("timeout", "connection_error", "http_5xx") or self.status == 429
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent or invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
+
+
+def backoff_delay(attempt: int, base: float, retry_after: float | None, jitter: float) -> float:
+    """Wait before retry ``attempt`` (0-based): the server's Retry-After, else exponential with full jitter."""
+    if retry_after is not None:
+        return retry_after
+    return base * (2 ** attempt) * jitter
 
 
 @dataclass(frozen=True)
@@ -64,10 +96,19 @@ class Transport(Protocol):
 
 @dataclass
 class Fetcher:
-    """Fetch policy over a transport. Picklable; ``open()`` on the worker before use."""
+    """Fetch policy over a transport. Picklable; ``open()`` on the worker before use.
+
+    Retries timeouts, connection errors, 5xx and 429 up to ``retries`` times with exponential back-off and
+    full jitter, or after the server's Retry-After; a requested wait longer than ``max_retry_wait`` gives
+    up at once. With ``check_robots``, robots.txt is fetched once per origin and worker and obeyed: a 4xx
+    robots.txt allows everything, an unreachable one (5xx, timeout) disallows everything (RFC 9309).
+    """
 
     config: FetchConfig
     transport: Transport | None = None  # default: replay when configured, else HTTP
+    sleep: Callable[[float], None] = time.sleep
+    jitter: Callable[[], float] = random.random
+    _robots: dict[str, RobotFileParser] = field(default_factory=dict, init=False, repr=False)
 
     def open(self) -> None:
         if self.transport is None:
@@ -79,11 +120,27 @@ class Fetcher:
         if self.transport is not None:
             self.transport.close()
 
-    def get(self, url: str) -> Response:
+    def get(self, url: str, *, check_robots: bool = False) -> Response:
         if not is_web_url(url):
             if urlsplit(url).scheme in ("", "file"):
                 return Response(url, 200, None, read_local(url, self.config.max_bytes))
             raise FetchError("bad_url", f"only http(s) URLs are fetched: {url!r}")
+        if check_robots and self.config.obey_robots and not self._robots_allow(url):
+            raise FetchError("robots", f"disallowed by robots.txt for {self.config.user_agent!r}")
+        for attempt in range(self.config.retries + 1):
+            try:
+                return self._follow(url)
+            except FetchError as e:
+                if not e.retryable or attempt == self.config.retries:
+                    raise
+                wait = backoff_delay(attempt, self.config.backoff, e.retry_after, self.jitter())
+                if wait > self.config.max_retry_wait:
+                    raise FetchError(e.reason, f"{e.detail}; server asks to wait {wait:.0f}s", e.status) from None
+                self.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _follow(self, url: str) -> Response:
+        """One attempt: the request and its redirects, within ``timeout`` seconds."""
         assert self.transport is not None, "Fetcher.open() was not called"
         deadline = time.monotonic() + self.config.timeout
         current = url
@@ -92,18 +149,34 @@ class Fetcher:
             if hop.status in (301, 302, 303, 307, 308):
                 location = hop.headers.get("location")
                 if not location:
-                    raise FetchError("http_5xx" if hop.status >= 500 else "http_4xx",
-                                     f"redirect {hop.status} without Location")
+                    raise FetchError("http_4xx", f"redirect {hop.status} without Location", hop.status)
                 current = urljoin(current, location.strip())
                 if not is_web_url(current):
                     raise FetchError("bad_url", f"redirect to non-http(s) URL {current!r}")
                 continue
-            if 400 <= hop.status < 500:
-                raise FetchError("http_4xx", f"HTTP {hop.status}")
-            if hop.status >= 500 or hop.status < 200 or hop.status >= 300:
-                raise FetchError("http_5xx" if hop.status >= 500 else "http_4xx", f"HTTP {hop.status}")
+            if not 200 <= hop.status < 300:
+                reason = "http_5xx" if hop.status >= 500 else "http_4xx"
+                raise FetchError(reason, f"HTTP {hop.status}", hop.status,
+                                 parse_retry_after(hop.headers.get("retry-after"), time.time()))
             return Response(current, hop.status, hop.headers.get("content-type"), hop.body)
         raise FetchError("too_many_redirects", f"more than {self.config.max_redirects} redirects from {url}")
+
+    def _robots_allow(self, url: str) -> bool:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        rules = self._robots.get(origin)
+        if rules is None:
+            rules = self._robots[origin] = self._load_robots(origin)
+        return rules.can_fetch(self.config.user_agent, url)
+
+    def _load_robots(self, origin: str) -> RobotFileParser:
+        rules = RobotFileParser()
+        try:
+            lines = self._follow(f"{origin}/robots.txt").body.decode("utf-8", "replace").splitlines()
+        except FetchError as e:
+            lines = [] if e.reason == "http_4xx" else ["User-agent: *", "Disallow: /"]
+        rules.parse(lines)
+        return rules
 
 
 def read_local(path: str, max_bytes: int) -> bytes:
@@ -258,7 +331,7 @@ class _FetchPageFn(FetcherDoFn):
     def process(self, entry: FeedEntry):
         now = datetime.now(UTC)
         try:
-            resp = self._fetcher.get(entry.link)
+            resp = self._fetcher.get(entry.link, check_robots=True)
             if not is_html(resp.content_type):
                 raise FetchError("not_html", f"content type {resp.content_type}")
         except FetchError as e:

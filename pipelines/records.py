@@ -20,7 +20,8 @@ REJECT_REASONS = frozenset(
         "too_many_redirects",
         "http_4xx",
         "http_5xx",
-        "too_large",  # body larger than fetch.max_bytes
+        "too_large",  # body larger than fetch.max_bytes (after decompression)
+        "robots",  # the site's robots.txt disallows the page for our user agent
         "not_found",  # a local file or replayed URL that does not exist
         "not_html",  # a page whose content type is not HTML
         "bad_feed",  # not a feed, or a feed with no usable entries

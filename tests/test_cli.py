@@ -109,7 +109,7 @@ def cli(*args):
 @pytest.mark.parametrize("content, expected", [
     (None, "file not found"),
     ("[[feeds]\nurl = 1", "invalid TOML"),
-    ('[[feeds]]\nurl = "https://a.example/f"\n[fetch]\nretries = 3\n', "fetch.retries: unknown key"),
+    ('[[feeds]]\nurl = "https://a.example/f"\n[fetch]\nretry = 3\n', "fetch.retry: unknown key"),
     ('[[feeds]]\nurl = "gopher://a.example/f"\n', "feeds[0].url"),
 ])
 def test_bad_config_exits_2_with_a_message_naming_file_and_key(tmp_path, content, expected):

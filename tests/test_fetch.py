@@ -3,6 +3,7 @@
 import gzip
 import threading
 import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import apache_beam as beam
@@ -11,15 +12,29 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.config import FetchConfig
-from pipelines.fetch import Fetcher, FetchError, FetchPages, HttpTransport, ReplayTransport, check_address, is_html
+from pipelines.fetch import (
+    Fetcher,
+    FetchError,
+    FetchPages,
+    HttpTransport,
+    ReplayTransport,
+    check_address,
+    is_html,
+    parse_retry_after,
+)
 from tests.conftest import FIXTURES, fixture_url, make_entry
 
 
 class Handler(BaseHTTPRequestHandler):
     routes: dict = {}
+    hits: Counter = Counter()
 
     def do_GET(self):  # noqa: N802
-        status, headers, body, delay = self.routes.get(self.path, (404, {}, b"not found", 0))
+        self.hits[self.path] += 1
+        route = self.routes.get(self.path, (404, {}, b"not found", 0))
+        if isinstance(route, list):  # a sequence of answers, one per request, the last repeated
+            route = route[min(self.hits[self.path], len(route)) - 1]
+        status, headers, body, delay = route
         if delay:
             time.sleep(delay)
         self.send_response(status)
@@ -33,12 +48,20 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
+_SERVER: list[str] = []
+
+
+def server_url() -> str:
+    return _SERVER[0]
+
+
+@pytest.fixture(scope="module", autouse=True)
 def server():
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{srv.server_address[1]}"
+    _SERVER[:] = [base]
     html = b"<html><body><p>hello</p></body></html>"
     Handler.routes = {
         "/ok": (200, {"Content-Type": "text/html"}, html, 0),
@@ -50,13 +73,18 @@ def server():
         "/slow": (200, {"Content-Type": "text/html"}, html, 2.0),
         "/boom": (503, {}, b"", 0),
         "/pdf": (200, {"Content-Type": "application/pdf"}, b"%PDF", 0),
+        "/flaky": [(500, {}, b"", 0), (200, {"Content-Type": "text/html"}, html, 0)],
+        "/busy": [(429, {"Retry-After": "7"}, b"", 0), (200, {"Content-Type": "text/html"}, html, 0)],
+        "/overloaded": (429, {"Retry-After": "3600"}, b"", 0),
+        "/robots.txt": (200, {"Content-Type": "text/plain"}, b"User-agent: *\nDisallow: /private/\n", 0),
+        "/private/page": (200, {"Content-Type": "text/html"}, html, 0),
     }
     yield base
     srv.shutdown()
 
 
 def fetcher(**kw) -> Fetcher:
-    f = Fetcher(FetchConfig(**{"allow_private_addresses": True, "timeout": 5.0, **kw}))
+    f = Fetcher(FetchConfig(**{"allow_private_addresses": True, "timeout": 5.0, "retries": 0, **kw}))
     f.open()
     return f
 
@@ -131,3 +159,70 @@ def test_fetch_pages_composite(server):
                     label="pages")
         assert_that(out.rejects | beam.Map(lambda r: (r.url, r.stage, r.reason)),
                     equal_to([(pdf.link, "fetch", "not_html"), (gone.link, "fetch", "http_4xx")]), label="rejects")
+
+
+def test_retries_5xx_then_success_with_backoff():
+    waits = []
+    f = fetcher(retries=2, backoff=0.5)
+    f.sleep, f.jitter = waits.append, lambda: 1.0
+    assert f.get(f"{server_url()}/flaky").status == 200
+    assert waits == [0.5]
+
+
+def test_429_honours_retry_after_and_gives_up_on_waits_too_long():
+    waits = []
+    f = fetcher(retries=2, max_retry_wait=60)
+    f.sleep = waits.append
+    assert f.get(f"{server_url()}/busy").status == 200
+    assert waits == [7.0]
+    with pytest.raises(FetchError) as err:
+        f.get(f"{server_url()}/overloaded")
+    assert err.value.status == 429 and "3600" in err.value.detail and waits == [7.0]
+
+
+def test_retries_are_bounded():
+    waits = []
+    f = fetcher(retries=2, backoff=0.01)
+    f.sleep = waits.append
+    with pytest.raises(FetchError, match="http_5xx"):
+        f.get(f"{server_url()}/boom")
+    assert len(waits) == 2
+    assert reason(lambda: fetcher(retries=3).get(f"{server_url()}/missing")) == "http_4xx"  # no retry on 404
+
+
+def test_parse_retry_after():
+    assert parse_retry_after("120", 0) == 120.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412470.0) == 10.0
+    assert parse_retry_after("soon", 0) is None and parse_retry_after(None, 0) is None
+
+
+def test_robots_disallow_is_obeyed_for_pages_and_cached(server):
+    f = fetcher()
+    robots_hits = Handler.hits["/robots.txt"]
+    assert reason(lambda: f.get(f"{server}/private/page", check_robots=True)) == "robots"
+    assert f.get(f"{server}/ok", check_robots=True).status == 200
+    assert f.get(f"{server}/private/page").status == 200  # configured feeds do not ask robots.txt
+    assert Handler.hits["/robots.txt"] == robots_hits + 1  # once per origin and worker
+    assert fetcher(obey_robots=False).get(f"{server}/private/page", check_robots=True).status == 200
+
+
+def test_unreachable_robots_disallows_missing_robots_allows():
+    class Answers(HttpTransport):
+        def __init__(self, robots_status):
+            super().__init__(FetchConfig())
+            self.robots_status = robots_status
+
+        def open(self):
+            pass
+
+        def request(self, url, **kw):
+            from pipelines.fetch import Hop
+            return Hop(self.robots_status if url.endswith("/robots.txt") else 200, {}, b"")
+
+    for status, allowed in ((503, False), (404, True)):
+        f = Fetcher(FetchConfig(retries=0), transport=Answers(status))
+        f.open()
+        if allowed:
+            assert f.get("https://site.example/a", check_robots=True).status == 200
+        else:
+            assert reason(lambda f=f: f.get("https://site.example/a", check_robots=True)) == "robots"
