@@ -17,12 +17,13 @@ import random
 import socket
 import time
 import tomllib
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
@@ -247,21 +248,65 @@ class HttpTransport:
             declared = headers.get("content-length", "")
             if declared.isdigit() and int(declared) > max_bytes:
                 raise FetchError("too_large", f"Content-Length {declared} > {max_bytes}")
-            chunks, size = [], 0
-            for chunk in resp.stream(65536, decode_content=True):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise FetchError("too_large", f"body larger than {max_bytes} bytes")
+            decoder = BoundedDecoder(headers.get("content-encoding"), max_bytes)
+            for chunk in resp.stream(65536, decode_content=False):
+                decoder.feed(chunk)
                 if time.monotonic() > deadline:
                     raise FetchError("timeout", f"body not complete within {self.config.timeout}s")
-                chunks.append(chunk)
-            return Hop(resp.status, headers, b"".join(chunks))
+            return Hop(resp.status, headers, decoder.finish())
         except urllib3.exceptions.TimeoutError as e:
             raise FetchError("timeout", str(e)) from None
         except urllib3.exceptions.HTTPError as e:
             raise FetchError("connection_error", str(e)) from None
         finally:
             resp.release_conn()
+
+
+class BoundedDecoder:
+    """Decompresses a body as it streams, never producing more than ``max_bytes`` (gzip bombs).
+
+    Handles the encodings we ask for (gzip, deflate, either zlib-wrapped or raw) and identity; any
+    other encoding is refused rather than handed on as garbage.
+    """
+
+    def __init__(self, encoding: str | None, max_bytes: int):
+        encoding = (encoding or "identity").strip().lower()
+        if encoding in ("gzip", "x-gzip"):
+            self._inflater: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            self._inflater = None  # zlib-wrapped or raw: decided by the first bytes
+        elif encoding == "identity":
+            self._inflater = None
+        else:
+            raise FetchError("bad_encoding", f"unsupported Content-Encoding {encoding!r}")
+        self._encoding, self._max, self._size = encoding, max_bytes, 0
+        self._parts: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> None:
+        if self._encoding == "deflate" and self._inflater is None:
+            wbits = zlib.MAX_WBITS if chunk[:1] == b"\x78" else -zlib.MAX_WBITS
+            self._inflater = zlib.decompressobj(wbits)
+        if self._inflater is None:
+            self._add(chunk)
+            return
+        try:
+            data = chunk
+            while data:
+                self._add(self._inflater.decompress(data, self._max - self._size + 1))
+                data = self._inflater.unconsumed_tail
+        except zlib.error as e:
+            raise FetchError("bad_encoding", f"corrupt {self._encoding} body: {e}") from None
+
+    def finish(self) -> bytes:
+        if self._inflater is not None:
+            self._add(self._inflater.flush())
+        return b"".join(self._parts)
+
+    def _add(self, data: bytes) -> None:
+        self._size += len(data)
+        if self._size > self._max:
+            raise FetchError("too_large", f"body larger than {self._max} bytes (decompressed)")
+        self._parts.append(data)
 
 
 _CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".htm": "text/html; charset=utf-8",

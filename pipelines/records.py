@@ -24,6 +24,7 @@ REJECT_REASONS = frozenset(
         "robots",  # the site's robots.txt disallows the page for our user agent
         "not_found",  # a local file or replayed URL that does not exist
         "not_html",  # a page whose content type is not HTML
+        "bad_encoding",  # a Content-Encoding we did not ask for, or a corrupt compressed body
         "bad_feed",  # not a feed, or a feed with no usable entries
         "no_link",  # a feed entry without a link
         "empty_extraction",  # no article text found on the page

@@ -3,6 +3,7 @@
 import gzip
 import threading
 import time
+import zlib
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -13,6 +14,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.config import FetchConfig
 from pipelines.fetch import (
+    BoundedDecoder,
     Fetcher,
     FetchError,
     FetchPages,
@@ -48,7 +50,17 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # clients that stop reading early (size caps, timeouts) are the point of these tests
+
+
 _SERVER: list[str] = []
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    c = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return c.compress(data) + c.flush()
 
 
 def server_url() -> str:
@@ -57,7 +69,7 @@ def server_url() -> str:
 
 @pytest.fixture(scope="module", autouse=True)
 def server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv = QuietServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{srv.server_address[1]}"
@@ -73,6 +85,11 @@ def server():
         "/slow": (200, {"Content-Type": "text/html"}, html, 2.0),
         "/boom": (503, {}, b"", 0),
         "/pdf": (200, {"Content-Type": "application/pdf"}, b"%PDF", 0),
+        "/bomb": (200, {"Content-Type": "text/html", "Content-Encoding": "gzip"}, gzip.compress(b"\0" * 50_000_000), 0),
+        "/deflate": (200, {"Content-Type": "text/html", "Content-Encoding": "deflate"}, zlib.compress(html), 0),
+        "/rawdeflate": (200, {"Content-Type": "text/html", "Content-Encoding": "deflate"}, _raw_deflate(html), 0),
+        "/brotli": (200, {"Content-Type": "text/html", "Content-Encoding": "br"}, b"\x1b\x00", 0),
+        "/corrupt": (200, {"Content-Type": "text/html", "Content-Encoding": "gzip"}, b"\x1f\x8b\x08garbage", 0),
         "/flaky": [(500, {}, b"", 0), (200, {"Content-Type": "text/html"}, html, 0)],
         "/busy": [(429, {"Retry-After": "7"}, b"", 0), (200, {"Content-Type": "text/html"}, html, 0)],
         "/overloaded": (429, {"Retry-After": "3600"}, b"", 0),
@@ -226,3 +243,21 @@ def test_unreachable_robots_disallows_missing_robots_allows():
             assert f.get("https://site.example/a", check_robots=True).status == 200
         else:
             assert reason(lambda f=f: f.get("https://site.example/a", check_robots=True)) == "robots"
+
+
+def test_compressed_bodies_are_decoded_within_the_size_cap(server):
+    f = fetcher(max_bytes=1_000_000)
+    assert f.get(f"{server}/deflate").body.startswith(b"<html>")
+    assert f.get(f"{server}/rawdeflate").body.startswith(b"<html>")
+    assert reason(lambda: f.get(f"{server}/bomb")) == "too_large"  # 50 MB of zeros in ~50 kB
+    assert reason(lambda: f.get(f"{server}/brotli")) == "bad_encoding"
+    assert reason(lambda: f.get(f"{server}/corrupt")) == "bad_encoding"
+
+
+def test_bounded_decoder_never_holds_more_than_the_cap():
+    bomb = gzip.compress(b"\0" * 10_000_000)
+    decoder = BoundedDecoder("gzip", 100_000)
+    with pytest.raises(FetchError, match="too_large"):
+        for i in range(0, len(bomb), 4096):
+            decoder.feed(bomb[i:i + 4096])
+    assert sum(len(p) for p in decoder._parts) <= 100_000
