@@ -3,7 +3,8 @@
 Each feed is fetched once (through ``fetch.Fetcher``) and parsed with feedparser, which reads RSS
 0.9x/1.0/2.0 and Atom. A feed that cannot be fetched, or parses to nothing usable, becomes one
 ``Reject`` (stage ``feed``, ``feed_url`` null); a feed that is ill-formed but still yields entries is
-used and counted in ``feeds_bozo``. An entry without a usable link becomes an entry-level Reject.
+used and counted in ``feeds_bozo``; a feed with no entries is an ``empty_feed`` reject, so a configured
+feed that yields nothing is visible. An entry without a usable link becomes an entry-level Reject.
 Entries keep feed order; nothing here deduplicates.
 """
 
@@ -27,22 +28,24 @@ REJECTS = "rejects"
 
 
 class BadFeed(Exception):
-    pass
+    def __init__(self, detail: str, reason: str = "bad_feed"):
+        super().__init__(detail)
+        self.reason = reason
 
 
 def parse_feed(body: bytes, feed_url: str, now: datetime) -> tuple[list[FeedEntry], list[Reject], bool]:
     """Parse feed bytes into entries and entry-level rejects; also says whether the feed was ill-formed.
 
-    Raises BadFeed when the bytes are not a feed with entries.
+    Raises BadFeed when the bytes are not a feed with entries (reason ``bad_feed`` or ``empty_feed``).
     """
     parsed = feedparser.parse(body, sanitize_html=False, resolve_relative_uris=False)
     bozo = bool(parsed.get("bozo"))
     if not parsed.entries:
         if bozo:
             raise BadFeed(f"not a well-formed feed: {parsed.get('bozo_exception')}")
-        if not parsed.get("version") and not parsed.feed:
-            raise BadFeed("no feed found in the document")
-        return [], [], False
+        if not parsed.get("version"):
+            raise BadFeed("no RSS or Atom feed found in the document")
+        raise BadFeed(f"a {parsed.version} feed with no entries", reason="empty_feed")
     entries, rejects = [], []
     for item in parsed.entries:
         link = _entry_link(item, feed_url)
@@ -104,7 +107,7 @@ class _ReadFeedFn(FetcherDoFn):
             yield self._feed_reject(feed, e.reason, e.detail, now)
             return
         except BadFeed as e:
-            yield self._feed_reject(feed, "bad_feed", str(e), now)
+            yield self._feed_reject(feed, e.reason, str(e), now)
             return
         if bozo:
             metrics.inc("feeds_bozo")

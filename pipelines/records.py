@@ -25,7 +25,8 @@ REJECT_REASONS = frozenset(
         "not_found",  # a local file or replayed URL that does not exist
         "not_html",  # a page whose content type is not HTML
         "bad_encoding",  # a Content-Encoding we did not ask for, or a corrupt compressed body
-        "bad_feed",  # not a feed, or a feed with no usable entries
+        "bad_feed",  # not a feed, or an ill-formed feed with no usable entries
+        "empty_feed",  # a well-formed feed with no entries
         "no_link",  # a feed entry without a link
         "empty_extraction",  # no article text found on the page
         "extraction_error",  # the extractor failed on the page

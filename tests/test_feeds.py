@@ -84,3 +84,12 @@ def test_rss_091_feed():
     assert [(e.link, e.title, e.summary, e.published_at) for e in entries] == [
         ("https://old.example/91", "Ninety-one", "An item.", None)]
     assert not rejects
+
+
+def test_empty_and_non_feed_documents_are_rejected_with_distinct_reasons():
+    with pytest.raises(BadFeed) as err:
+        parse_feed(b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>', "x", NOW)
+    assert err.value.reason == "empty_feed"
+    with pytest.raises(BadFeed) as err:
+        parse_feed(b'<?xml version="1.0"?><catalog><book>not a feed</book></catalog>', "x", NOW)
+    assert err.value.reason == "bad_feed"
