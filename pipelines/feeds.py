@@ -1,16 +1,17 @@
 """The ReadFeeds stage: FeedSpec -> FeedEntry.
 
 Each feed is fetched once (through ``fetch.Fetcher``) and parsed with feedparser, which reads RSS
-0.9x/1.0/2.0 and Atom. A feed that cannot be fetched, or parses to nothing usable, becomes one
-``Reject`` (stage ``feed``, ``feed_url`` null); a feed that is ill-formed but still yields entries is
-used and counted in ``feeds_bozo``; a feed with no entries is an ``empty_feed`` reject, so a configured
-feed that yields nothing is visible. An entry without a usable link becomes an entry-level Reject.
-Entries keep feed order; nothing here deduplicates.
+0.9x/1.0/2.0 and Atom 0.3/1.0; JSON Feed 1.0/1.1 is parsed here. A feed that cannot be fetched, or
+parses to nothing usable, becomes one ``Reject`` (stage ``feed``, ``feed_url`` null); a feed that is
+ill-formed but still yields entries is used and counted in ``feeds_bozo``; a feed with no entries is an
+``empty_feed`` reject, so a configured feed that yields nothing is visible. An entry without a usable
+link becomes an entry-level Reject. Entries keep feed order; nothing here deduplicates.
 """
 
 from __future__ import annotations
 
 import calendar
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from urllib.parse import urljoin
@@ -38,6 +39,9 @@ def parse_feed(body: bytes, feed_url: str, now: datetime) -> tuple[list[FeedEntr
 
     Raises BadFeed when the bytes are not a feed with entries (reason ``bad_feed`` or ``empty_feed``).
     """
+    if body.lstrip()[:1] == b"{":
+        entries, rejects = parse_json_feed(body, feed_url, now)
+        return entries, rejects, False
     parsed = feedparser.parse(body, sanitize_html=False, resolve_relative_uris=False)
     bozo = bool(parsed.get("bozo"))
     if not parsed.entries:
@@ -66,6 +70,54 @@ def parse_feed(body: bytes, feed_url: str, now: datetime) -> tuple[list[FeedEntr
             author=clean(item.get("author")),
         ))
     return entries, rejects, bozo
+
+
+def parse_json_feed(body: bytes, feed_url: str, now: datetime) -> tuple[list[FeedEntry], list[Reject]]:
+    """JSON Feed 1.0 / 1.1 (jsonfeed.org), which feedparser does not read: entries and entry-level rejects.
+
+    An item's ``url`` is its permalink; ``external_url`` names something else, so it is not a fallback.
+    """
+    try:
+        doc = json.loads(body.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadFeed(f"not a JSON feed: {e}") from None
+    if not isinstance(doc, dict) or not str(doc.get("version", "")).startswith("https://jsonfeed.org/version/"):
+        raise BadFeed("JSON document without a jsonfeed.org version")
+    items = doc.get("items")
+    if not isinstance(items, list) or not items:
+        raise BadFeed(f"a JSON feed ({doc['version']}) with no items", reason="empty_feed")
+    entries, rejects = [], []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("url"), str) or not item["url"].strip():
+            what = str(item.get("id") or item.get("title") or "(item without id or title)") \
+                if isinstance(item, dict) else "(not an object)"
+            rejects.append(Reject(what, feed_url, "feed", "no_link", "JSON feed item has no url", now))
+            continue
+        link = item["url"].strip()
+        link = urljoin(feed_url, link) if is_web_url(feed_url) else link
+        if not is_web_url(link):
+            rejects.append(Reject(link, feed_url, "feed", "bad_url", "item url is not an http(s) URL", now))
+            continue
+        authors = item.get("authors") or ([item["author"]] if isinstance(item.get("author"), dict) else [])
+        names = [a.get("name") for a in authors if isinstance(a, dict) and a.get("name")]
+        entries.append(FeedEntry(
+            feed_url=feed_url, link=link, guid=clean(str(item.get("id") or "")),
+            title=html_to_text(item.get("title")),
+            published_at=_json_time(item.get("date_published") or item.get("date_modified")),
+            summary=html_to_text(item.get("summary") or item.get("content_text") or item.get("content_html")),
+            author=", ".join(names) or None,
+        ))
+    return entries, rejects
+
+
+def _json_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _entry_link(item: dict, feed_url: str) -> str | None:

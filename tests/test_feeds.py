@@ -93,3 +93,20 @@ def test_empty_and_non_feed_documents_are_rejected_with_distinct_reasons():
     with pytest.raises(BadFeed) as err:
         parse_feed(b'<?xml version="1.0"?><catalog><book>not a feed</book></catalog>', "x", NOW)
     assert err.value.reason == "bad_feed"
+
+
+def test_json_feed_1_0_and_1_1():
+    body = b"""{"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": [
+      {"id": "1", "url": "https://j.example/a", "title": "A", "content_html": "<p>Hello <b>there</b></p>",
+       "date_published": "2025-06-13T09:00:00-04:00", "authors": [{"name": "Ann"}, {"name": "Bo"}]},
+      {"id": "2", "url": "/b", "summary": "Bee", "author": {"name": "Cy"}},
+      {"id": "3", "content_text": "no url, not an article"}]}"""
+    entries, rejects, bozo = parse_feed(body, "https://j.example/feed.json", NOW)
+    assert [(r.url, r.reason) for r in rejects] == [("3", "no_link")]
+    assert [(e.link, e.title, e.summary, e.author) for e in entries] == [
+        ("https://j.example/a", "A", "Hello there", "Ann, Bo"), ("https://j.example/b", None, "Bee", "Cy")]
+    assert entries[0].published_at == datetime(2025, 6, 13, 13, tzinfo=UTC)
+    with pytest.raises(BadFeed):
+        parse_feed(b'{"version": "https://jsonfeed.org/version/1", "items": [', "x", NOW)
+    with pytest.raises(BadFeed):
+        parse_feed(b'{"hello": "world"}', "x", NOW)
