@@ -99,7 +99,7 @@ def parse_json_feed(body: bytes, feed_url: str, now: datetime) -> tuple[list[Fee
             rejects.append(Reject(link, feed_url, "feed", "bad_url", "item url is not an http(s) URL", now))
             continue
         authors = item.get("authors") or ([item["author"]] if isinstance(item.get("author"), dict) else [])
-        names = [a.get("name") for a in authors if isinstance(a, dict) and a.get("name")]
+        names = [str(a["name"]) for a in authors if isinstance(a, dict) and a.get("name")]
         entries.append(FeedEntry(
             feed_url=feed_url, link=link, guid=clean(str(item.get("id") or "")),
             title=html_to_text(item.get("title")),
