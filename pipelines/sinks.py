@@ -15,9 +15,8 @@ from typing import Any
 import apache_beam as beam
 import pyarrow as pa
 
-from pipelines import metrics
+from pipelines import metrics, state
 from pipelines.records import Article, Reject, Run, Story
-from pipelines.stories.index import save_index
 from schemas import DATASETS, PARTITION_COLUMN
 
 
@@ -78,5 +77,5 @@ class SaveIndex(beam.PTransform):
     def expand(self, snapshots):
         state_dir, run_id = self._state_dir, self._run.run_id
         return snapshots | "Save" >> beam.Map(
-            lambda snapshot, _written: save_index(state_dir, run_id, snapshot),
+            lambda snapshot, _written: state.save(state_dir, run_id, snapshot),
             beam.pvalue.AsList(self._after))

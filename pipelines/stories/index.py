@@ -7,25 +7,20 @@ exactly. Candidate originals for near-copy checks come from a MinHash LSH band i
 article is bounded by constants, whatever the history. ``prune`` drops stories (and their articles)
 whose last article is more than a window older than the newest time seen, which bounds memory.
 
-Persistence: a snapshot per run at ``<state_dir>/index-<run_id>.json.gz`` and a ``CURRENT`` file that
-names the latest one, all through Beam's filesystems so the state can live on any of them. The
-snapshot is written before ``CURRENT`` is replaced; a crash in between leaves the previous state.
+Persistence: one snapshot per run through ``pipelines.state`` (Beam's filesystems, a ``CURRENT`` pointer).
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from apache_beam.io.filesystems import FileSystems
+from pipelines import state
 
 FORMAT_VERSION = 1
 POSTING_TERMS = 30  # a story is findable by this many of its strongest centroid terms
 CENTROID_TERMS = 120  # a story's centroid keeps this many terms
-KEEP_SNAPSHOTS = 3
 MAX_POSTING = 500  # a term posted by more active stories than this identifies none of them
 MAX_CANDIDATES = 50  # stories scored exactly per article
 # LSH over MinHash signatures: 21 bands of 3 values. A pair with shingle Jaccard 0.6 shares a band with
@@ -205,45 +200,12 @@ def _band_keys(minhash: tuple[int, ...]) -> list[tuple]:
 
 def load_index(state_dir: str) -> StoryIndex:
     """The latest snapshot under ``state_dir``, or an empty index on the first run."""
-    pointer = FileSystems.join(state_dir, "CURRENT")
-    if not FileSystems.exists(pointer):
-        return StoryIndex()
-    with FileSystems.open(pointer) as f:
-        name = f.read().decode().strip()
-    with FileSystems.open(FileSystems.join(state_dir, name),
-                          compression_type="uncompressed") as f:
-        return StoryIndex.from_json(json.loads(gzip.decompress(f.read())))
+    doc = state.load(state_dir)
+    return StoryIndex() if doc is None else StoryIndex.from_json(doc)
 
 
 def encode_index(index: StoryIndex) -> bytes:
-    return gzip.compress(json.dumps(index.to_json()).encode(), mtime=0)
-
-
-def save_index(state_dir: str, run_id: str, snapshot: bytes) -> str:
-    """Write an encoded snapshot and make it CURRENT; returns its file name."""
-    name = f"index-{run_id}.json.gz"
-    _write(FileSystems.join(state_dir, name), snapshot)
-    tmp = FileSystems.join(state_dir, f"CURRENT.{run_id}.tmp")
-    _write(tmp, name.encode())
-    pointer = FileSystems.join(state_dir, "CURRENT")
-    if FileSystems.exists(pointer):
-        FileSystems.delete([pointer])
-    FileSystems.rename([tmp], [pointer])
-    _drop_old_snapshots(state_dir)
-    return name
-
-
-def _drop_old_snapshots(state_dir: str) -> None:
-    matches = FileSystems.match([FileSystems.join(state_dir, "index-*.json.gz")])[0].metadata_list
-    # run ids start with a UTC timestamp, so names sort by age
-    old = sorted(m.path for m in matches)[:-KEEP_SNAPSHOTS]
-    if old:
-        FileSystems.delete(old)
-
-
-def _write(path: str, data: bytes) -> None:
-    with FileSystems.create(path, compression_type="uncompressed") as f:
-        f.write(data)
+    return state.encode(index.to_json())
 
 
 def _iso(value: datetime | None) -> str | None:

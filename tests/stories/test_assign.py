@@ -5,10 +5,11 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from pipelines import state
 from pipelines.config import StoriesConfig
 from pipelines.records import Article, Run
 from pipelines.stories.assign import AssignStories, assign_batch
-from pipelines.stories.index import StoryIndex, encode_index, save_index
+from pipelines.stories.index import StoryIndex, encode_index
 from pipelines.text import content_hash
 from pipelines.urls import stable_id
 from tests.stories.helpers import T0, TEXTS, feat
@@ -69,15 +70,15 @@ def article(article_id: str, text: str, hours: float, published=True) -> Article
 
 
 def test_assign_stories_composite_continues_stored_index(tmp_path):
-    state = str(tmp_path / "state")
+    state_dir = str(tmp_path / "state")
     index = StoryIndex()
     assign_batch(index, [feat("a", TEXTS["deal"])], CFG)
-    save_index(state, "20250612T000000Z-prev", encode_index(index))
+    state.save(state_dir, "20250612T000000Z-prev", encode_index(index))
     run = Run("20250613T000000Z-next", datetime(2025, 6, 13, tzinfo=UTC))
     deal_story = stable_id("story", "a")
     with TestPipeline() as p:
         out = (p | beam.Create([article("b", TEXTS["deal2"], 2), article("c", TEXTS["weather"], 3)])
-               | AssignStories(CFG, state, run))
+               | AssignStories(CFG, state_dir, run))
         assert_that(out["articles"] | beam.Map(lambda a: (a.article_id, a.story_id, a.duplicate_of)),
                     equal_to([("b", deal_story, None), ("c", stable_id("story", "c"), None)]), label="articles")
         assert_that(out["stories"] | beam.Map(lambda s: (s.story_id, s.article_count)),

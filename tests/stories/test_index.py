@@ -1,8 +1,9 @@
 from datetime import timedelta
 
+from pipelines import state
 from pipelines.config import StoriesConfig
 from pipelines.stories.assign import assign_batch
-from pipelines.stories.index import StoryIndex, encode_index, load_index, save_index
+from pipelines.stories.index import StoryIndex, encode_index, load_index
 from tests.stories.helpers import TEXTS, feat
 
 CFG = StoriesConfig()
@@ -11,15 +12,15 @@ CFG = StoriesConfig()
 def test_snapshot_roundtrip_through_filesystems(tmp_path):
     index = StoryIndex()
     assign_batch(index, [feat("a", TEXTS["deal"]), feat("b", TEXTS["llama"], 1)], CFG)
-    state = str(tmp_path / "state")
-    assert load_index(state).stories == {}  # first run: empty
+    state_dir = str(tmp_path / "state")
+    assert load_index(state_dir).stories == {}  # first run: empty
     for run_id in ("20250101T000000Z-a", "20250102T000000Z-b", "20250103T000000Z-c", "20250104T000000Z-d"):
-        save_index(state, run_id, encode_index(index))
-    loaded = load_index(state)
+        state.save(state_dir, run_id, encode_index(index))
+    loaded = load_index(state_dir)
     assert loaded.to_json() == index.to_json()
     assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [
-        "CURRENT", "index-20250102T000000Z-b.json.gz", "index-20250103T000000Z-c.json.gz",
-        "index-20250104T000000Z-d.json.gz"]
+        "CURRENT", "snapshot-20250102T000000Z-b.json.gz", "snapshot-20250103T000000Z-c.json.gz",
+        "snapshot-20250104T000000Z-d.json.gz"]
     # the loaded index answers lookups like the original
     terms = list(feat("x", TEXTS["deal2"], 2).terms)
     assert [s.story_id for s in loaded.candidate_stories(terms, feat("x", "", 2).time, timedelta(days=3))] == \
