@@ -6,11 +6,17 @@ parses to nothing usable, becomes one ``Reject`` (stage ``feed``, ``feed_url`` n
 ill-formed but still yields entries is used and counted in ``feeds_bozo``; a feed with no entries is an
 ``empty_feed`` reject, so a configured feed that yields nothing is visible. An entry without a usable
 link becomes an entry-level Reject. Entries keep feed order; nothing here deduplicates.
+
+Across runs, each feed's validators (ETag, Last-Modified) and body hash are kept: a feed is fetched
+conditionally, and a 304 or an unchanged body (servers that ignore validators) costs that one request
+and nothing more. Validators are saved only after the run's articles are written (see pipeline.py).
 """
 
 from __future__ import annotations
 
 import calendar
+import dataclasses
+import hashlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,13 +25,14 @@ from urllib.parse import urljoin
 import apache_beam as beam
 import feedparser
 
-from pipelines import metrics
+from pipelines import metrics, state
 from pipelines.fetch import Fetcher, FetcherDoFn, FetchError
-from pipelines.records import FeedEntry, FeedSpec, Reject
+from pipelines.records import FeedEntry, FeedSpec, FeedState, Reject
 from pipelines.text import clean, html_to_text
 from pipelines.urls import is_web_url
 
 REJECTS = "rejects"
+STATES = "states"
 
 
 class BadFeed(Exception):
@@ -148,18 +155,43 @@ def _entry_time(item: dict) -> datetime | None:
     return None
 
 
+def load_feed_states(state_dir: str) -> dict[str, FeedState]:
+    doc = state.load(state_dir) or []
+    return {d["feed_url"]: FeedState(**d) for d in doc}
+
+
+def encode_feed_states(states: list[FeedState]) -> bytes:
+    return state.encode([dataclasses.asdict(s) for s in sorted(states, key=lambda s: s.feed_url)])
+
+
 class _ReadFeedFn(FetcherDoFn):
+    def __init__(self, fetcher: Fetcher, state_dir: str):
+        super().__init__(fetcher)
+        self._state_dir = state_dir
+        self._previous: dict[str, FeedState] = {}
+
+    def setup(self) -> None:
+        super().setup()
+        self._previous = load_feed_states(self._state_dir)
+
     def process(self, feed: FeedSpec) -> Iterator:
         now = datetime.now(UTC)
         metrics.inc("feeds_polled")
+        previous = self._previous.get(feed.url)
         try:
-            body = self._fetcher.get(feed.url).body
-            entries, rejects, bozo = parse_feed(body, feed.url, now)
-        except FetchError as e:
-            yield self._feed_reject(feed, e.reason, e.detail, now)
-            return
-        except BadFeed as e:
-            yield self._feed_reject(feed, e.reason, str(e), now)
+            resp = self._fetcher.get(feed.url, validators=previous)
+            current = FeedState(feed.url, hashlib.sha256(resp.body).hexdigest(), resp.headers.get("etag"),
+                                resp.headers.get("last-modified"))
+            if previous is not None and (resp.status == 304 or current.content_hash == previous.content_hash):
+                metrics.inc("feeds_unchanged")  # one request, no further work
+                yield beam.pvalue.TaggedOutput(STATES, previous if resp.status == 304 else current)
+                return
+            entries, rejects, bozo = parse_feed(resp.body, feed.url, now)
+        except (FetchError, BadFeed) as e:
+            if previous is not None:  # the next run compares with the last good read
+                yield beam.pvalue.TaggedOutput(STATES, previous)
+            detail = e.detail if isinstance(e, FetchError) else str(e)
+            yield self._feed_reject(feed, e.reason, detail, now)
             return
         if bozo:
             metrics.inc("feeds_bozo")
@@ -167,6 +199,7 @@ class _ReadFeedFn(FetcherDoFn):
         for reject in rejects:
             yield beam.pvalue.TaggedOutput(REJECTS, reject)
         yield from entries
+        yield beam.pvalue.TaggedOutput(STATES, current)
 
     @staticmethod
     def _feed_reject(feed: FeedSpec, reason: str, detail: str, now: datetime):
@@ -175,15 +208,19 @@ class _ReadFeedFn(FetcherDoFn):
 
 
 class ReadFeeds(beam.PTransform):
-    """FeedSpec -> FeedEntry, with a ``rejects`` output of Reject (stage ``feed``)."""
+    """FeedSpec -> FeedEntry, with outputs ``rejects`` (Reject, stage ``feed``) and ``states`` (FeedState).
 
-    def __init__(self, fetcher: Fetcher):
+    Feeds unchanged since the run that saved ``state_dir`` (HTTP 304, or the same body) yield no entries.
+    """
+
+    def __init__(self, fetcher: Fetcher, state_dir: str):
         super().__init__()
-        self._fetcher = fetcher
+        self._fetcher, self._state_dir = fetcher, state_dir
 
     def expand(self, feeds):
         return (
             feeds
             | "Reshuffle" >> beam.Reshuffle()  # spread feeds over workers before the slow fetches
-            | "ReadFeed" >> beam.ParDo(_ReadFeedFn(self._fetcher)).with_outputs(REJECTS, main="entries")
+            | "ReadFeed" >> beam.ParDo(_ReadFeedFn(self._fetcher, self._state_dir)).with_outputs(
+                REJECTS, STATES, main="entries")
         )

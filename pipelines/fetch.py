@@ -32,7 +32,7 @@ import urllib3
 
 from pipelines import metrics
 from pipelines.config import FetchConfig
-from pipelines.records import FeedEntry, Page, Reject
+from pipelines.records import FeedEntry, FeedState, Page, Reject
 from pipelines.urls import is_web_url
 
 REJECTS = "rejects"
@@ -84,15 +84,17 @@ class Hop:
 @dataclass(frozen=True)
 class Response:
     final_url: str
-    status: int
+    status: int  # 200-299, or 304 when validators were sent and the resource is unchanged
     content_type: str | None
     body: bytes
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
 
 
 class Transport(Protocol):
     def open(self) -> None: ...
     def close(self) -> None: ...
-    def request(self, url: str, *, max_bytes: int, deadline: float) -> Hop: ...
+    def request(self, url: str, *, max_bytes: int, deadline: float,
+                headers: dict[str, str] | None = None) -> Hop: ...
 
 
 @dataclass
@@ -121,16 +123,22 @@ class Fetcher:
         if self.transport is not None:
             self.transport.close()
 
-    def get(self, url: str, *, check_robots: bool = False) -> Response:
+    def get(self, url: str, *, check_robots: bool = False, validators: FeedState | None = None) -> Response:
+        """The response for ``url``; with ``validators``, a conditional GET that may answer 304."""
         if not is_web_url(url):
             if urlsplit(url).scheme in ("", "file"):
                 return Response(url, 200, None, read_local(url, self.config.max_bytes))
             raise FetchError("bad_url", f"only http(s) URLs are fetched: {url!r}")
         if check_robots and self.config.obey_robots and not self._robots_allow(url):
             raise FetchError("robots", f"disallowed by robots.txt for {self.config.user_agent!r}")
+        conditional = {}
+        if validators is not None and validators.etag:
+            conditional["If-None-Match"] = validators.etag
+        if validators is not None and validators.last_modified:
+            conditional["If-Modified-Since"] = validators.last_modified
         for attempt in range(self.config.retries + 1):
             try:
-                return self._follow(url)
+                return self._follow(url, conditional)
             except FetchError as e:
                 if not e.retryable or attempt == self.config.retries:
                     raise
@@ -140,13 +148,16 @@ class Fetcher:
                 self.sleep(wait)
         raise AssertionError("unreachable")
 
-    def _follow(self, url: str) -> Response:
+    def _follow(self, url: str, conditional: dict[str, str] | None = None) -> Response:
         """One attempt: the request and its redirects, within ``timeout`` seconds."""
         assert self.transport is not None, "Fetcher.open() was not called"
         deadline = time.monotonic() + self.config.timeout
         current = url
         for _ in range(self.config.max_redirects + 1):
-            hop = self.transport.request(current, max_bytes=self.config.max_bytes, deadline=deadline)
+            hop = self.transport.request(current, max_bytes=self.config.max_bytes, deadline=deadline,
+                                         headers=conditional)
+            if hop.status == 304 and conditional:
+                return Response(current, 304, None, b"", hop.headers)
             if hop.status in (301, 302, 303, 307, 308):
                 location = hop.headers.get("location")
                 if not location:
@@ -159,7 +170,7 @@ class Fetcher:
                 reason = "http_5xx" if hop.status >= 500 else "http_4xx"
                 raise FetchError(reason, f"HTTP {hop.status}", hop.status,
                                  parse_retry_after(hop.headers.get("retry-after"), time.time()))
-            return Response(current, hop.status, hop.headers.get("content-type"), hop.body)
+            return Response(current, hop.status, hop.headers.get("content-type"), hop.body, hop.headers)
         raise FetchError("too_many_redirects", f"more than {self.config.max_redirects} redirects from {url}")
 
     def _robots_allow(self, url: str) -> bool:
@@ -214,18 +225,18 @@ class HttpTransport:
 
     config: FetchConfig
     _pool: urllib3.PoolManager | None = field(default=None, init=False, repr=False)
+    _headers: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def open(self) -> None:
-        self._pool = urllib3.PoolManager(
-            headers={"User-Agent": self.config.user_agent, "Accept-Encoding": "gzip, deflate"},
-            retries=False,
-        )
+        self._headers = {"User-Agent": self.config.user_agent, "Accept-Encoding": "gzip, deflate"}
+        self._pool = urllib3.PoolManager(retries=False)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.clear()
 
-    def request(self, url: str, *, max_bytes: int, deadline: float) -> Hop:
+    def request(self, url: str, *, max_bytes: int, deadline: float,
+                headers: dict[str, str] | None = None) -> Hop:
         assert self._pool is not None, "HttpTransport.open() was not called"
         host = urlsplit(url).hostname or ""
         check_address(host, self.config.allow_private_addresses)
@@ -233,7 +244,8 @@ class HttpTransport:
         if remaining <= 0:
             raise FetchError("timeout", f"no time left for {url}")
         try:
-            resp = self._pool.request("GET", url, redirect=False, preload_content=False,
+            resp = self._pool.request("GET", url, headers={**self._headers, **(headers or {})},
+                                      redirect=False, preload_content=False,
                                       timeout=urllib3.Timeout(connect=remaining, read=remaining))
         except urllib3.exceptions.NewConnectionError as e:  # a ConnectTimeoutError subclass in urllib3 2
             raise FetchError("connection_error", str(e)) from None
@@ -335,20 +347,21 @@ class ReplayTransport:
     def close(self) -> None:
         self._responses = {}
 
-    def request(self, url: str, *, max_bytes: int, deadline: float) -> Hop:
+    def request(self, url: str, *, max_bytes: int, deadline: float,
+                headers: dict[str, str] | None = None) -> Hop:
         item: dict | None = self._responses.get(url)
         if item is None:
             return Hop(404, {}, b"")
-        headers: dict[str, str] = {}
+        answer: dict[str, str] = {}  # recorded responses ignore request headers (always a full answer)
         body = b""
         if "file" in item:
             file = item["base"] / item["file"]
             body = read_local(str(file), max_bytes)
-            headers["content-type"] = item.get("content_type") or _CONTENT_TYPES.get(
+            answer["content-type"] = item.get("content_type") or _CONTENT_TYPES.get(
                 file.suffix.lower(), "application/octet-stream")
         if "location" in item:
-            headers["location"] = item["location"]
-        return Hop(int(item.get("status", 200)), headers, body)
+            answer["location"] = item["location"]
+        return Hop(int(item.get("status", 200)), answer, body)
 
 
 def is_html(content_type: str | None) -> bool:

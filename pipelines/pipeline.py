@@ -1,7 +1,7 @@
 """Wires the stages into one batch pipeline; no logic of its own.
 
 feeds -> ReadFeeds -> SkipKnown(entries) -> FetchPages -> ExtractArticles -> SkipKnown(articles)
-      -> AssignStories -> WriteDataset(articles, stories, rejects) -> SaveIndex
+      -> AssignStories -> WriteDataset(articles, stories, rejects) -> SaveSnapshot(story index, feed states)
 """
 
 from __future__ import annotations
@@ -10,16 +10,16 @@ import apache_beam as beam
 
 from pipelines.config import Config
 from pipelines.extract import ExtractArticles
-from pipelines.feeds import ReadFeeds
+from pipelines.feeds import ReadFeeds, encode_feed_states
 from pipelines.fetch import Fetcher, FetchPages
 from pipelines.known import ReadStoredKeys, SkipKnown, article_key, article_order, entry_key, entry_order
 from pipelines.records import Run
-from pipelines.sinks import SaveIndex, WriteDataset
+from pipelines.sinks import SaveSnapshot, WriteDataset
 from pipelines.stories.assign import AssignStories
 
 
-def state_dir(output: str) -> str:
-    return f"{output.rstrip('/')}/_state/stories"
+def state_dir(output: str, name: str) -> str:
+    return f"{output.rstrip('/')}/_state/{name}"
 
 
 def build(p: beam.Pipeline, config: Config, run: Run, fetcher: Fetcher | None = None) -> None:
@@ -28,14 +28,14 @@ def build(p: beam.Pipeline, config: Config, run: Run, fetcher: Fetcher | None = 
 
     stored = p | "ReadStoredKeys" >> ReadStoredKeys(output)
     feeds = p | "Feeds" >> beam.Create(list(config.feeds))
-    read = feeds | "ReadFeeds" >> ReadFeeds(fetcher)
+    read = feeds | "ReadFeeds" >> ReadFeeds(fetcher, state_dir(output, "feeds"))
     entries = read.entries | "SkipKnownEntries" >> SkipKnown(
         stored, "url", key=entry_key, order=entry_order, link=lambda e: e.link)
     fetched = entries.new | "FetchPages" >> FetchPages(fetcher)
     extracted = fetched.pages | "ExtractArticles" >> ExtractArticles()
     articles = extracted.articles | "SkipKnownArticles" >> SkipKnown(
         stored, "id", key=article_key, order=article_order, link=lambda a: a.url)
-    stories = articles.new | "AssignStories" >> AssignStories(config.stories, state_dir(output), run)
+    stories = articles.new | "AssignStories" >> AssignStories(config.stories, state_dir(output, "stories"), run)
 
     written = stories["articles"] | "WriteArticles" >> WriteDataset("articles", output, run)
     _ = stories["stories"] | "WriteStories" >> WriteDataset("stories", output, run)
@@ -44,4 +44,10 @@ def build(p: beam.Pipeline, config: Config, run: Run, fetcher: Fetcher | None = 
         | "AllRejects" >> beam.Flatten()
         | "WriteRejects" >> WriteDataset("rejects", output, run)
     )
-    _ = stories["index"] | "SaveIndex" >> SaveIndex(state_dir(output), run, after=written)
+    _ = stories["index"] | "SaveIndex" >> SaveSnapshot(state_dir(output, "stories"), run, after=written)
+    _ = (
+        read.states
+        | "AllFeedStates" >> beam.combiners.ToList()
+        | "EncodeFeedStates" >> beam.Map(encode_feed_states)
+        | "SaveFeedStates" >> SaveSnapshot(state_dir(output, "feeds"), run, after=written)
+    )

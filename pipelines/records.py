@@ -46,6 +46,16 @@ class FeedSpec:
 
 
 @dataclass(frozen=True)
+class FeedState:
+    """What the last successful read of a feed left for the next run: HTTP validators and the body's hash."""
+
+    feed_url: str
+    content_hash: str
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
 class FeedEntry:
     """One item of a feed, as the feed describes it."""
 

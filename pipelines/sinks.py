@@ -63,11 +63,11 @@ class WriteDataset(beam.PTransform):
         )
 
 
-class SaveIndex(beam.PTransform):
-    """Saves the story index snapshot, only after ``after`` (the article files) has been written.
+class SaveSnapshot(beam.PTransform):
+    """Saves encoded state snapshots (``pipelines.state``), only after ``after`` (the article files) is written.
 
-    Saving after the articles means a failed write never leaves an index that names articles the
-    dataset does not hold.
+    Saving after the articles means a failed write never leaves state that claims articles the dataset
+    does not hold (a story index naming them, feed validators that would skip their entries).
     """
 
     def __init__(self, state_dir: str, run: Run, after):

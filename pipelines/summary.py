@@ -37,7 +37,8 @@ def build_summary(counters: dict[str, int], run: Run, finished_at: datetime, out
         "started_at": run.started_at.isoformat(),
         "finished_at": finished_at.isoformat(),
         "seconds": round((finished_at - run.started_at).total_seconds(), 3),
-        "feeds": {"polled": c("feeds_polled"), "rejected": c("feeds_rejected"), "ill_formed": c("feeds_bozo")},
+        "feeds": {"polled": c("feeds_polled"), "unchanged": c("feeds_unchanged"), "rejected": c("feeds_rejected"),
+                  "ill_formed": c("feeds_bozo")},
         "entries": {
             "seen": c("entries_seen"),
             "articles_written": c("articles_written"),
@@ -57,7 +58,8 @@ def format_summary(s: dict) -> str:
     reasons = ", ".join(f"{k}={v}" for k, v in s["rejects"]["by_reason"].items()) or "none"
     lines = [
         f"newsbeam run {s['run_id']} finished in {s['seconds']:.1f}s -> {s['output']}",
-        f"  feeds:    {s['feeds']['polled']} polled, {s['feeds']['rejected']} rejected, "
+        f"  feeds:    {s['feeds']['polled']} polled, {s['feeds']['unchanged']} unchanged, "
+        f"{s['feeds']['rejected']} rejected, "
         f"{s['feeds']['ill_formed']} ill-formed but used",
         f"  entries:  {e['seen']} seen = {e['articles_written']} articles + {e['rejected']} rejected "
         f"+ {e['already_stored']} already stored" + ("" if s["reconciled"] else "  ** DOES NOT RECONCILE **"),

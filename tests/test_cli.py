@@ -89,7 +89,24 @@ def test_second_run_adds_no_articles_and_keeps_ids(tmp_path):
     assert {(r["article_id"], r["story_id"], r["duplicate_of"]) for r in read(out, "articles")} == first
     summaries = sorted((out / "_runs").glob("*.json"))
     second = json.loads(summaries[-1].read_text())
-    assert second["entries"]["already_stored"] == 14 and second["articles_written"] == 0 and second["reconciled"]
+    # unchanged feeds cost their one read and no further work; the broken feed is rejected again
+    assert second["feeds"] == {"polled": 6, "unchanged": 5, "rejected": 1, "ill_formed": 0}
+    assert second["entries"]["seen"] == 0 and second["articles_written"] == 0 and second["reconciled"]
+
+
+def test_changed_feed_skips_entries_already_stored(tmp_path):
+    feed = tmp_path / "ledger.xml"
+    original = (ROOT / "fixtures" / "feeds" / "ledger.xml").read_text()
+    feed.write_text(original)
+    config = tmp_path / "ledger.toml"
+    config.write_text(f'[[feeds]]\nurl = "{feed}"\n[fetch]\nreplay = "{ROOT / "fixtures" / "replay.toml"}"\n')
+    out = tmp_path / "out"
+    assert main(["run", "--config", str(config), "--output", str(out)]) == 0
+    feed.write_text(original.replace("<title>The Daily Ledger</title>", "<title>The Daily Ledger | News</title>"))
+    assert main(["run", "--config", str(config), "--output", str(out)]) == 0
+    second = json.loads(sorted((out / "_runs").glob("*.json"))[-1].read_text())
+    assert second["feeds"]["unchanged"] == 0
+    assert second["entries"] == {"seen": 3, "articles_written": 0, "rejected": 0, "already_stored": 3}
 
 
 def test_multi_processing_gives_the_same_rows(fixtures_run, tmp_path):

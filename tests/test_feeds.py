@@ -5,8 +5,9 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from pipelines import state
 from pipelines.config import FetchConfig
-from pipelines.feeds import BadFeed, ReadFeeds, parse_feed
+from pipelines.feeds import BadFeed, ReadFeeds, encode_feed_states, load_feed_states, parse_feed
 from pipelines.fetch import Fetcher
 from pipelines.records import FeedSpec
 from tests.conftest import FIXTURES, fixture_url
@@ -65,7 +66,7 @@ def test_read_feeds_composite(tmp_path):
     broken = FeedSpec(str(FIXTURES / "feeds" / "broken.xml"))
     missing = FeedSpec(str(tmp_path / "gone.xml"))
     with TestPipeline() as p:
-        out = p | beam.Create([good, broken, missing]) | ReadFeeds(Fetcher(FetchConfig()))
+        out = p | beam.Create([good, broken, missing]) | ReadFeeds(Fetcher(FetchConfig()), str(tmp_path / "state"))
         assert_that(out.entries | beam.Map(lambda e: e.link), equal_to([
             fixture_url("techwire", "/2025/06/meta-invests-billions-in-scale-ai"),
             fixture_url("techwire", "/2025/06/scale-ai-pentagon-thunderforge-contract")]), label="entries")
@@ -110,3 +111,20 @@ def test_json_feed_1_0_and_1_1():
         parse_feed(b'{"version": "https://jsonfeed.org/version/1", "items": [', "x", NOW)
     with pytest.raises(BadFeed):
         parse_feed(b'{"hello": "world"}', "x", NOW)
+
+
+def test_unchanged_feed_is_read_once_and_costs_nothing_more(tmp_path):
+    feed = FeedSpec(str(FIXTURES / "feeds" / "econ.xml"))
+    state_dir = str(tmp_path / "state")
+
+    def read_once(run_id: str, expected_entries: int):
+        with TestPipeline() as p:
+            out = p | beam.Create([feed]) | ReadFeeds(Fetcher(FetchConfig()), state_dir)
+            _ = (out.states | beam.combiners.ToList() | beam.Map(encode_feed_states)
+                 | beam.Map(lambda snapshot: state.save(state_dir, run_id, snapshot)))
+            assert_that(out.entries | beam.combiners.Count.Globally(), equal_to([expected_entries]))
+
+    read_once("20250613T000000Z-first", 3)
+    read_once("20250614T000000Z-second", 0)
+    (saved,) = load_feed_states(state_dir).values()
+    assert saved.feed_url == feed.url and len(saved.content_hash) == 64

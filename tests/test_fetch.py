@@ -24,6 +24,7 @@ from pipelines.fetch import (
     is_html,
     parse_retry_after,
 )
+from pipelines.records import FeedState
 from tests.conftest import FIXTURES, fixture_url, make_entry
 
 
@@ -33,6 +34,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802
         self.hits[self.path] += 1
+        if self.path == "/etag" and self.headers.get("If-None-Match") == '"v1"':
+            self.send_response(304)
+            self.end_headers()
+            return
         route = self.routes.get(self.path, (404, {}, b"not found", 0))
         if isinstance(route, list):  # a sequence of answers, one per request, the last repeated
             route = route[min(self.hits[self.path], len(route)) - 1]
@@ -90,6 +95,7 @@ def server():
         "/rawdeflate": (200, {"Content-Type": "text/html", "Content-Encoding": "deflate"}, _raw_deflate(html), 0),
         "/brotli": (200, {"Content-Type": "text/html", "Content-Encoding": "br"}, b"\x1b\x00", 0),
         "/corrupt": (200, {"Content-Type": "text/html", "Content-Encoding": "gzip"}, b"\x1f\x8b\x08garbage", 0),
+        "/etag": (200, {"Content-Type": "application/rss+xml", "ETag": '"v1"'}, b"<rss/>", 0),
         "/flaky": [(500, {}, b"", 0), (200, {"Content-Type": "text/html"}, html, 0)],
         "/busy": [(429, {"Retry-After": "7"}, b"", 0), (200, {"Content-Type": "text/html"}, html, 0)],
         "/overloaded": (429, {"Retry-After": "3600"}, b"", 0),
@@ -261,3 +267,12 @@ def test_bounded_decoder_never_holds_more_than_the_cap():
         for i in range(0, len(bomb), 4096):
             decoder.feed(bomb[i:i + 4096])
     assert sum(len(p) for p in decoder._parts) <= 100_000
+
+
+def test_conditional_get_answers_304_with_validators(server):
+    f = fetcher()
+    first = f.get(f"{server}/etag")
+    assert first.status == 200 and first.headers["etag"] == '"v1"'
+    again = f.get(f"{server}/etag", validators=FeedState(f"{server}/etag", "hash", etag='"v1"'))
+    assert again.status == 304 and again.body == b""
+    assert f.get(f"{server}/etag", validators=FeedState(f"{server}/etag", "hash", etag='"v0"')).status == 200
