@@ -27,13 +27,15 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class FetchConfig:
-    timeout: float = 30.0  # seconds for one attempt at a URL: connect, redirects and the whole body
+    timeout: float = 30.0  # seconds for one attempt at a URL: connect, redirects and body, politeness waits apart
     max_bytes: int = 5_000_000  # body size cap, enforced while reading (decompressed size)
     max_redirects: int = 5
     retries: int = 2  # further attempts after a timeout, connection error, 5xx or 429
     backoff: float = 1.0  # seconds; the n-th retry waits up to backoff * 2**n (full jitter)
     max_retry_wait: float = 60.0  # a longer Retry-After gives up instead of waiting
     obey_robots: bool = True  # article pages disallowed by robots.txt are rejected (configured feeds are not)
+    host_delay: float = 1.0  # seconds between two requests of one fetcher to the same host
+    host_concurrency: int = 2  # workers fetching pages from one host at the same time, at most
     user_agent: str = "newsbeam/0.1 (+https://github.com/newsbeam/newsbeam)"
     allow_private_addresses: bool = False
     replay: str | None = None  # a replay manifest: serve recorded responses instead of the network
@@ -131,12 +133,15 @@ def _fetch(raw: dict[str, Any], name: str, base_dir: Path) -> FetchConfig:
         backoff=_get(raw, "backoff", float, name, "fetch", d.backoff),
         max_retry_wait=_get(raw, "max_retry_wait", float, name, "fetch", d.max_retry_wait),
         obey_robots=_get(raw, "obey_robots", bool, name, "fetch", d.obey_robots),
+        host_delay=_get(raw, "host_delay", float, name, "fetch", d.host_delay),
+        host_concurrency=_positive(_get(raw, "host_concurrency", int, name, "fetch", d.host_concurrency),
+                                   name, "fetch.host_concurrency"),
         user_agent=_get(raw, "user_agent", str, name, "fetch", d.user_agent),
         allow_private_addresses=_get(raw, "allow_private_addresses", bool, name, "fetch",
                                      d.allow_private_addresses),
         replay=_resolve(replay, base_dir) if replay else None,
     )
-    for key in ("max_redirects", "retries", "backoff", "max_retry_wait"):
+    for key in ("max_redirects", "retries", "backoff", "max_retry_wait", "host_delay"):
         if getattr(cfg, key) < 0:
             raise ConfigError(name, f"fetch.{key}", "must be 0 or more")
     if not cfg.user_agent.strip():

@@ -18,7 +18,7 @@ import socket
 import time
 import tomllib
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -221,11 +221,23 @@ def check_address(host: str, allow_private: bool) -> None:
 
 @dataclass
 class HttpTransport:
-    """Plain HTTP(S) with one connection pool per worker."""
+    """HTTP(S) with one connection pool per worker, at most one request per ``host_delay`` to each host."""
 
     config: FetchConfig
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
     _pool: urllib3.PoolManager | None = field(default=None, init=False, repr=False)
     _headers: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    _last_request: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+
+    def _wait_turn(self, host: str) -> float:
+        """Sleep until ``host_delay`` has passed since the last request to ``host``; returns the wait."""
+        last = self._last_request.get(host)
+        wait = 0.0 if last is None else max(0.0, last + self.config.host_delay - self.clock())
+        if wait:
+            self.sleep(wait)
+        self._last_request[host] = self.clock()
+        return wait
 
     def open(self) -> None:
         self._headers = {"User-Agent": self.config.user_agent, "Accept-Encoding": "gzip, deflate"}
@@ -240,6 +252,7 @@ class HttpTransport:
         assert self._pool is not None, "HttpTransport.open() was not called"
         host = urlsplit(url).hostname or ""
         check_address(host, self.config.allow_private_addresses)
+        deadline += self._wait_turn(host)  # waiting our turn is not the server being slow
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise FetchError("timeout", f"no time left for {url}")
@@ -385,8 +398,18 @@ class FetcherDoFn(beam.DoFn):
         self._fetcher.close()
 
 
+def host_shard(entry: FeedEntry, shards: int) -> tuple[str, int]:
+    """The politeness key: an entry's host and one of ``shards`` slots, stable across workers."""
+    host = (urlsplit(entry.link).hostname or "").lower()
+    return host, zlib.crc32(entry.link.encode()) % shards
+
+
 class _FetchPageFn(FetcherDoFn):
-    def process(self, entry: FeedEntry):
+    def process(self, keyed: tuple[tuple[str, int], Iterable[FeedEntry]]):
+        for entry in sorted(keyed[1], key=lambda e: e.link):
+            yield from self._fetch(entry)
+
+    def _fetch(self, entry: FeedEntry):
         now = datetime.now(UTC)
         try:
             resp = self._fetcher.get(entry.link, check_robots=True)
@@ -401,11 +424,22 @@ class _FetchPageFn(FetcherDoFn):
 
 
 class FetchPages(beam.PTransform):
-    """FeedEntry -> Page, with a ``rejects`` output of Reject (stage ``fetch``)."""
+    """FeedEntry -> Page, with a ``rejects`` output of Reject (stage ``fetch``).
+
+    Politeness that holds on any number of workers: entries are grouped by (host, shard) with
+    ``host_concurrency`` shards per host, so at most that many workers fetch from one host at once, and
+    each fetches its share one page at a time, ``host_delay`` apart.
+    """
 
     def __init__(self, fetcher: Fetcher):
         super().__init__()
         self._fetcher = fetcher
 
     def expand(self, entries):
-        return entries | "Fetch" >> beam.ParDo(_FetchPageFn(self._fetcher)).with_outputs(REJECTS, main="pages")
+        shards = self._fetcher.config.host_concurrency
+        return (
+            entries
+            | "ByHost" >> beam.WithKeys(lambda e: host_shard(e, shards))
+            | "GroupByHost" >> beam.GroupByKey()
+            | "Fetch" >> beam.ParDo(_FetchPageFn(self._fetcher)).with_outputs(REJECTS, main="pages")
+        )

@@ -107,7 +107,8 @@ def server():
 
 
 def fetcher(**kw) -> Fetcher:
-    f = Fetcher(FetchConfig(**{"allow_private_addresses": True, "timeout": 5.0, "retries": 0, **kw}))
+    f = Fetcher(FetchConfig(**{"allow_private_addresses": True, "timeout": 5.0, "retries": 0, "host_delay": 0.0,
+                               **kw}))
     f.open()
     return f
 
@@ -177,7 +178,8 @@ def test_is_html():
 def test_fetch_pages_composite(server):
     ok, pdf, gone = (make_entry(f"{server}/{p}") for p in ("ok", "pdf", "missing"))
     with TestPipeline() as p:
-        out = p | beam.Create([ok, pdf, gone]) | FetchPages(Fetcher(FetchConfig(allow_private_addresses=True)))
+        polite = Fetcher(FetchConfig(allow_private_addresses=True, host_delay=0.0))
+        out = p | beam.Create([ok, pdf, gone]) | FetchPages(polite)
         assert_that(out.pages | beam.Map(lambda pg: (pg.entry.link, pg.status)), equal_to([(ok.link, 200)]),
                     label="pages")
         assert_that(out.rejects | beam.Map(lambda r: (r.url, r.stage, r.reason)),
@@ -276,3 +278,28 @@ def test_conditional_get_answers_304_with_validators(server):
     again = f.get(f"{server}/etag", validators=FeedState(f"{server}/etag", "hash", etag='"v1"'))
     assert again.status == 304 and again.body == b""
     assert f.get(f"{server}/etag", validators=FeedState(f"{server}/etag", "hash", etag='"v0"')).status == 200
+
+
+def test_host_delay_spaces_requests_to_one_host(server):
+    waits = []
+    transport = HttpTransport(FetchConfig(allow_private_addresses=True, host_delay=5.0), sleep=waits.append)
+    f = Fetcher(FetchConfig(allow_private_addresses=True, retries=0), transport=transport)
+    f.open()
+    f.get(f"{server}/ok")
+    f.get(f"{server}/ok")
+    assert len(waits) == 1 and 4.0 < waits[0] <= 5.0
+
+
+def test_host_shards_cap_concurrency_per_host():
+    from pipelines.fetch import host_shard
+    keys = {host_shard(make_entry(f"https://Big.example/{i}"), 2) for i in range(50)}
+    assert keys == {("big.example", 0), ("big.example", 1)}
+    assert host_shard(make_entry("https://a.example/x"), 3) == host_shard(make_entry("https://a.example/x"), 3)
+
+
+def test_politeness_wait_does_not_count_against_the_timeout(server):
+    # a real 0.3 s wait for the host against a 0.2 s timeout: only the server's time may count
+    f = Fetcher(FetchConfig(allow_private_addresses=True, retries=0, timeout=0.2, host_delay=0.3))
+    f.open()
+    f.get(f"{server}/ok")
+    assert f.get(f"{server}/ok").status == 200
