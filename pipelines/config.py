@@ -28,6 +28,8 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class FetchConfig:
     timeout: float = 30.0  # seconds for one attempt at a URL: connect, redirects and body, politeness waits apart
+    connect_timeout: float = 10.0  # seconds to establish a connection
+    read_timeout: float = 15.0  # seconds of silence while waiting for the server's next bytes
     max_bytes: int = 5_000_000  # body size cap, enforced while reading (decompressed size)
     max_redirects: int = 5
     retries: int = 2  # further attempts after a timeout, connection error, 5xx or 429
@@ -127,6 +129,10 @@ def _fetch(raw: dict[str, Any], name: str, base_dir: Path) -> FetchConfig:
     replay = _get(raw, "replay", str, name, "fetch", None)
     cfg = FetchConfig(
         timeout=_positive(_get(raw, "timeout", float, name, "fetch", d.timeout), name, "fetch.timeout"),
+        connect_timeout=_positive(_get(raw, "connect_timeout", float, name, "fetch", d.connect_timeout),
+                                  name, "fetch.connect_timeout"),
+        read_timeout=_positive(_get(raw, "read_timeout", float, name, "fetch", d.read_timeout),
+                               name, "fetch.read_timeout"),
         max_bytes=_positive(_get(raw, "max_bytes", int, name, "fetch", d.max_bytes), name, "fetch.max_bytes"),
         max_redirects=_get(raw, "max_redirects", int, name, "fetch", d.max_redirects),
         retries=_get(raw, "retries", int, name, "fetch", d.retries),

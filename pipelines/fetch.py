@@ -259,7 +259,8 @@ class HttpTransport:
         try:
             resp = self._pool.request("GET", url, headers={**self._headers, **(headers or {})},
                                       redirect=False, preload_content=False,
-                                      timeout=urllib3.Timeout(connect=remaining, read=remaining))
+                                      timeout=urllib3.Timeout(connect=min(self.config.connect_timeout, remaining),
+                                                              read=min(self.config.read_timeout, remaining)))
         except urllib3.exceptions.NewConnectionError as e:  # a ConnectTimeoutError subclass in urllib3 2
             raise FetchError("connection_error", str(e)) from None
         except urllib3.exceptions.TimeoutError as e:
@@ -274,7 +275,8 @@ class HttpTransport:
             if declared.isdigit() and int(declared) > max_bytes:
                 raise FetchError("too_large", f"Content-Length {declared} > {max_bytes}")
             decoder = BoundedDecoder(headers.get("content-encoding"), max_bytes)
-            for chunk in resp.stream(65536, decode_content=False):
+            # read1 returns what has arrived, so a slow drip still meets the deadline check between reads
+            while chunk := resp.read1(65536, decode_content=False):
                 decoder.feed(chunk)
                 if time.monotonic() > deadline:
                     raise FetchError("timeout", f"body not complete within {self.config.timeout}s")

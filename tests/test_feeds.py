@@ -128,3 +128,13 @@ def test_unchanged_feed_is_read_once_and_costs_nothing_more(tmp_path):
     read_once("20250614T000000Z-second", 0)
     (saved,) = load_feed_states(state_dir).values()
     assert saved.feed_url == feed.url and len(saved.content_hash) == 64
+
+
+def test_entity_expansion_bomb_is_not_expanded():
+    levels = "".join('<!ENTITY l{} "{}">'.format(i, f"&l{i - 1};" * 10) for i in range(1, 10))
+    body = (f'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY l0 "ha">{levels}]>'
+            '<rss version="2.0"><channel><title>&l9;</title><item><title>&l9;</title>'
+            "<link>https://a.example/1</link></item></channel></rss>").encode()
+    entries, _, bozo = parse_feed(body, "bomb.xml", NOW)  # a billion "ha"s if entities were expanded
+    assert bozo and [e.link for e in entries] == ["https://a.example/1"]
+    assert all(len(e.title or "") < 100 for e in entries)

@@ -34,6 +34,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802
         self.hits[self.path] += 1
+        if self.path == "/drip":  # a byte every 0.1 s: each read is quick, the whole body is not
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            for _ in range(30):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.1)
+            return
         if self.path == "/etag" and self.headers.get("If-None-Match") == '"v1"':
             self.send_response(304)
             self.end_headers()
@@ -303,3 +312,10 @@ def test_politeness_wait_does_not_count_against_the_timeout(server):
     f.open()
     f.get(f"{server}/ok")
     assert f.get(f"{server}/ok").status == 200
+
+
+def test_read_timeout_and_slow_drip_hit_their_limits(server):
+    assert reason(lambda: fetcher(timeout=30.0, read_timeout=0.3).get(f"{server}/slow")) == "timeout"
+    started = time.monotonic()
+    assert reason(lambda: fetcher(timeout=0.8, read_timeout=5.0).get(f"{server}/drip")) == "timeout"
+    assert time.monotonic() - started < 2.5  # stopped at the overall limit, not after the 3 s drip
