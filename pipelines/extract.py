@@ -8,6 +8,7 @@ page's metadata wins; the feed entry fills what the page lacks. A page with no a
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -41,14 +42,35 @@ class ExtractError(Exception):
         self.reason, self.detail = reason, detail
 
 
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.I)
+# Browsers read these labels as windows-1252 (WHATWG Encoding); so do the pages written for them.
+_AS_CP1252 = {"iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "us-ascii", "ascii", "windows-1252"}
+
+
 def decode(body: bytes, content_type: str | None) -> str | bytes:
-    """Text decoded with the header's charset when it names a usable one; else bytes for trafilatura."""
+    """The page as text: BOM, then valid UTF-8 (however the page is labelled: a mislabelled UTF-8 page is
+    common, while other encodings of non-ASCII text are practically never valid UTF-8), then the header's
+    charset, then a <meta> charset, then windows-1252 as browsers do. Bytes only when none decodes."""
+    for bom, encoding in _BOMS:
+        if body.startswith(bom):
+            return body.decode(encoding, errors="replace")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    declared = []
     if content_type and "charset=" in content_type.lower():
-        charset = content_type.lower().split("charset=")[-1].split(";")[0].strip().strip("\"'")
+        declared.append(content_type.lower().split("charset=")[-1].split(";")[0].strip().strip("\"'"))
+    meta = _META_CHARSET.search(body[:4096])
+    if meta:
+        declared.append(meta.group(1).decode("ascii", "ignore").lower())
+    for charset in [*declared, "cp1252"]:  # windows-1252 last: the Web's default legacy encoding (WHATWG)
         try:
-            return body.decode(charset)
+            return body.decode("cp1252" if charset in _AS_CP1252 else charset)
         except (LookupError, UnicodeDecodeError):
-            pass
+            continue
     return body
 
 

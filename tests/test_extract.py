@@ -70,7 +70,7 @@ def test_page_without_article_text_is_rejected():
 
 def test_helpers():
     assert decode("é".encode("latin-1"), "text/html; charset=ISO-8859-1") == "é"
-    assert decode(b"abc", "text/html; charset=bogus") == b"abc"
+    assert decode(b"abc", "text/html; charset=bogus") == "abc"  # ASCII is valid UTF-8
     assert _authors("By Jane Doe and John Roe; Jane Doe") == ("Jane Doe", "John Roe")
     assert _authors(None) == ()
     entry_time = datetime(2025, 6, 12, 8, 0, tzinfo=UTC)
@@ -110,3 +110,22 @@ def test_headline_is_title_not_body_and_short_articles_are_kept():
     assert article.title == "Council approves budget"
     assert article.text.startswith("The city council approved")
     assert article.word_count == 13
+
+
+@pytest.mark.parametrize("body, content_type, expected", [
+    ("Café “quoted”".encode(), "text/html; charset=ISO-8859-1", "Café “quoted”"),  # UTF-8 labelled Latin-1
+    (b'<meta charset="koi8-r">' + "Привет".encode("koi8_r"), None, '<meta charset="koi8-r">Привет'),
+    (b"<meta http-equiv='Content-Type' content='text/html; charset=shift_jis'>" + "日本".encode("shift_jis"),
+     "text/html", "<meta http-equiv='Content-Type' content='text/html; charset=shift_jis'>日本"),
+    ("\ufeffCafé".encode("utf-16-le"), "text/html; charset=latin-1", "Café"),  # the BOM wins
+])
+def test_mislabelled_and_unlabelled_charsets(body, content_type, expected):
+    assert decode(body, content_type) == expected
+
+
+def test_cp1252_page_labelled_utf8_is_extracted_readably():
+    text = "The café’s owner said the “new menu” costs €12, and diners agreed it was worth it. " * 3
+    body = f"<html><body><article><p>{text}</p></article></body></html>".encode("cp1252")
+    entry = make_entry("https://a.example/cafe")
+    page = Page(entry, entry.link, 200, "text/html; charset=utf-8", body, datetime(2025, 6, 14, tzinfo=UTC))
+    assert "café’s owner said the “new menu” costs €12" in extract_article(page).text

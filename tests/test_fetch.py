@@ -5,6 +5,7 @@ import threading
 import time
 import zlib
 from collections import Counter
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import apache_beam as beam
@@ -105,6 +106,9 @@ def server():
         "/brotli": (200, {"Content-Type": "text/html", "Content-Encoding": "br"}, b"\x1b\x00", 0),
         "/corrupt": (200, {"Content-Type": "text/html", "Content-Encoding": "gzip"}, b"\x1f\x8b\x08garbage", 0),
         "/etag": (200, {"Content-Type": "application/rss+xml", "ETag": '"v1"'}, b"<rss/>", 0),
+        "/mislabelled": (200, {"Content-Type": "text/html; charset=ISO-8859-1"},
+                         ("<html><body><article><p>" + "Der Bürgermeister eröffnete die Brücke über die Straße. " * 4
+                          + "</p></article></body></html>").encode(), 0),
         "/flaky": [(500, {}, b"", 0), (200, {"Content-Type": "text/html"}, html, 0)],
         "/busy": [(429, {"Retry-After": "7"}, b"", 0), (200, {"Content-Type": "text/html"}, html, 0)],
         "/overloaded": (429, {"Retry-After": "3600"}, b"", 0),
@@ -319,3 +323,14 @@ def test_read_timeout_and_slow_drip_hit_their_limits(server):
     started = time.monotonic()
     assert reason(lambda: fetcher(timeout=0.8, read_timeout=5.0).get(f"{server}/drip")) == "timeout"
     assert time.monotonic() - started < 2.5  # stopped at the overall limit, not after the 3 s drip
+
+
+def test_mislabelled_charset_page_is_fetched_and_extracted_readably(server):
+    from pipelines.extract import extract_article
+    from pipelines.records import Page
+
+    resp = fetcher().get(f"{server}/mislabelled")
+    entry = make_entry(f"{server}/mislabelled")
+    article = extract_article(Page(entry, resp.final_url, resp.status, resp.content_type, resp.body,
+                                   datetime.now(UTC)))
+    assert "Der Bürgermeister eröffnete die Brücke über die Straße." in article.text
