@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from lxml import etree
+
 from pipelines.records import FeedSpec
 
 
@@ -86,10 +88,10 @@ def parse_config(doc: dict[str, Any], name: str, base_dir: Path) -> Config:
     _no_unknown(doc, {"feeds", "fetch", "stories", "output"}, name, "")
     feeds = doc.get("feeds")
     if not isinstance(feeds, list) or not feeds:
-        raise ConfigError(name, "feeds", "at least one [[feeds]] table with a url is required")
+        raise ConfigError(name, "feeds", "at least one [[feeds]] table with a url or opml is required")
     return Config(
         source=name,
-        feeds=tuple(_feed(f, name, f"feeds[{i}]", base_dir) for i, f in enumerate(feeds)),
+        feeds=tuple(spec for i, f in enumerate(feeds) for spec in _feeds(f, name, f"feeds[{i}]", base_dir)),
         fetch=_fetch(_table(doc, "fetch", name), name, base_dir),
         stories=_stories(_table(doc, "stories", name), name),
         output=OutputConfig(path=_resolve(_get(_table(doc, "output", name), "path", str, name, "output",
@@ -97,15 +99,42 @@ def parse_config(doc: dict[str, Any], name: str, base_dir: Path) -> Config:
     )
 
 
-def _feed(raw: Any, name: str, key: str, base_dir: Path) -> FeedSpec:
+def _feeds(raw: Any, name: str, key: str, base_dir: Path) -> list[FeedSpec]:
+    """One [[feeds]] table: a feed ``url``, or an ``opml`` file listing feeds."""
     if not isinstance(raw, dict):
-        raise ConfigError(name, key, "must be a table with a url")
-    _no_unknown(raw, {"url", "name"}, name, key)
-    url = _get(raw, "url", str, name, key, None)
-    if not url:
-        raise ConfigError(name, f"{key}.url", "is required")
-    return FeedSpec(url=_feed_location(url, name, f"{key}.url", base_dir),
-                    name=_get(raw, "name", str, name, key, None))
+        raise ConfigError(name, key, "must be a table with a url or an opml file")
+    _no_unknown(raw, {"url", "name", "opml"}, name, key)
+    url, opml = _get(raw, "url", str, name, key, None), _get(raw, "opml", str, name, key, None)
+    if bool(url) == bool(opml):
+        raise ConfigError(name, key, "needs exactly one of url or opml")
+    if opml:
+        return _opml_feeds(_resolve(opml, base_dir), name, f"{key}.opml")
+    return [FeedSpec(url=_feed_location(url, name, f"{key}.url", base_dir),
+                     name=_get(raw, "name", str, name, key, None))]
+
+
+def _opml_feeds(path: str, name: str, key: str) -> list[FeedSpec]:
+    """The feeds of an OPML subscription list: every <outline> with an xmlUrl, at any depth; relative
+    paths in it are relative to the OPML file."""
+    try:
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+        root = etree.parse(path, parser).getroot()
+    except OSError as e:
+        raise ConfigError(name, key, f"cannot read OPML file {path}: {e}") from None
+    except etree.XMLSyntaxError as e:
+        raise ConfigError(name, key, f"{path} is not well-formed OPML: {e}") from None
+    if root.tag != "opml":
+        raise ConfigError(name, key, f"{path} is not OPML (root element <{root.tag}>)")
+    feeds = []
+    for outline in root.iter("outline"):
+        url = (outline.get("xmlUrl") or "").strip()
+        if url:
+            where = f"{key} ({path}, outline {outline.get('text') or outline.get('title') or url!r})"
+            feeds.append(FeedSpec(url=_feed_location(url, name, where, Path(path).parent),
+                                  name=outline.get("title") or outline.get("text")))
+    if not feeds:
+        raise ConfigError(name, key, f"{path} lists no feeds (no <outline xmlUrl=...>)")
+    return feeds
 
 
 def _feed_location(url: str, name: str, key: str, base_dir: Path) -> str:

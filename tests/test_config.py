@@ -69,3 +69,37 @@ def test_missing_file_and_bad_toml(tmp_path):
         load_config(tmp_path / "absent.toml")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_config(write(tmp_path, "[[feeds]\nurl = 1"))
+
+
+OPML = """<?xml version="1.0"?><opml version="2.0"><head><title>subs</title></head><body>
+<outline text="News"><outline text="Ledger" title="The Daily Ledger" type="rss" xmlUrl="https://ledger.example/rss"/>
+<outline text="Local" xmlUrl="feeds/local.xml"/></outline>
+<outline text="a folder without feeds"/></body></opml>"""
+
+
+def test_opml_lists_feeds(tmp_path):
+    (tmp_path / "subs.opml").write_text(OPML)
+    config = load_config(write(tmp_path, '[[feeds]]\nopml = "subs.opml"\n[[feeds]]\nurl = "https://b.example/f"\n'))
+    assert [(f.url, f.name) for f in config.feeds] == [
+        ("https://ledger.example/rss", "The Daily Ledger"), (str(tmp_path / "feeds" / "local.xml"), "Local"),
+        ("https://b.example/f", None)]
+
+
+@pytest.mark.parametrize("opml, problem", [
+    (None, "cannot read OPML file"),
+    ("<opml><body><outline", "not well-formed OPML"),
+    ("<rss/>", "is not OPML"),
+    ("<opml><body><outline text='x'/></body></opml>", "lists no feeds"),
+    ("<opml><body><outline xmlUrl='gopher://x.example/'/></body></opml>", "only http(s) URLs"),
+])
+def test_bad_opml_names_the_config_key_and_the_file(tmp_path, opml, problem):
+    if opml is not None:
+        (tmp_path / "subs.opml").write_text(opml)
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, '[[feeds]]\nopml = "subs.opml"\n'))
+    assert err.value.key.startswith("feeds[0].opml") and problem in err.value.problem
+
+
+def test_feed_table_needs_exactly_one_source(tmp_path):
+    with pytest.raises(ConfigError, match="exactly one of url or opml"):
+        load_config(write(tmp_path, '[[feeds]]\nurl = "https://a.example/f"\nopml = "s.opml"\n'))
