@@ -12,6 +12,7 @@ import codecs
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from urllib.parse import urljoin
 
 import apache_beam as beam
 import trafilatura
@@ -116,6 +117,10 @@ def extract_article(page: Page) -> Article:
         text=text,
         word_count=words,
         content_hash=content_hash(text),
+        description=clean(doc.description),
+        image_url=urljoin(page.final_url, doc.image) if doc.image and is_web_url(urljoin(page.final_url, doc.image))
+        else None,
+        tags=_tags(doc.categories, doc.tags),
     )
 
 
@@ -123,6 +128,18 @@ def _without_headline(text: str, title: str | None) -> str:
     """The body without a first line that repeats the headline (pages' <h1>); the headline is ``title``."""
     first, _, rest = text.partition("\n")
     return rest.strip() if title and first.strip() == title.strip() else text
+
+
+def _tags(*groups: list[str] | None) -> tuple[str, ...] | None:
+    """Categories then keywords (comma lists split), de-duplicated case-insensitively; None when none."""
+    seen: dict[str, str] = {}
+    for group in groups:
+        for value in group or []:
+            for part in value.split(","):
+                tag = clean(part)
+                if tag:
+                    seen.setdefault(tag.lower(), tag)
+    return tuple(seen.values()) or None
 
 
 def _language(tree) -> str | None:

@@ -105,6 +105,9 @@ class Article:
     content_hash: str
     story_id: str | None = None
     duplicate_of: str | None = None
+    description: str | None = None
+    image_url: str | None = None
+    tags: tuple[str, ...] | None = None
 
     def with_story(self, story_id: str, duplicate_of: str | None) -> Article:
         return dataclasses.replace(self, story_id=story_id, duplicate_of=duplicate_of)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: articles.description, image_url, tags
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -49,6 +49,9 @@ ARTICLES = _schema("articles", [
     ("duplicate_of", pa.string(), True,
      "article_id of the earlier article this one is an exact or near-identical copy of; null if original."),
     ("run_id", pa.string(), False, "The run that wrote this row."),
+    ("description", pa.string(), True, "The page's own description (meta description or og:description)."),
+    ("image_url", pa.string(), True, "The page's main image (og:image or the like), an absolute URL."),
+    ("tags", pa.list_(pa.string()), True, "The page's categories and keywords; null when it declares none."),
 ])
 
 STORIES = _schema("stories", [

@@ -129,3 +129,13 @@ def test_cp1252_page_labelled_utf8_is_extracted_readably():
     entry = make_entry("https://a.example/cafe")
     page = Page(entry, entry.link, 200, "text/html; charset=utf-8", body, datetime(2025, 6, 14, tzinfo=UTC))
     assert "café’s owner said the “new menu” costs €12" in extract_article(page).text
+
+
+def test_description_image_and_tags():
+    a = extract("techwire", "/2025/06/scale-ai-pentagon-thunderforge-contract")
+    assert a.description == "The Defense Innovation Unit picked Scale AI to lead the Thunderforge planning programme."
+    assert a.image_url == "https://techwire.example/images/scale-ai-pentagon-thunderforge-contract.jpg"
+    assert a.tags == ("Artificial intelligence", "Deals")
+    b = extract("markets", "/regulation/eu-fines-meta-dma-pay-or-consent")
+    assert b.tags == ("Technology", "Regulation", "Big Tech") and b.image_url is None
+    assert extract("ledger", "/tech/2025/06/13/meta-scale-ai-investment").tags is None
