@@ -334,3 +334,26 @@ def test_mislabelled_charset_page_is_fetched_and_extracted_readably(server):
     article = extract_article(Page(entry, resp.final_url, resp.status, resp.content_type, resp.body,
                                    datetime.now(UTC)))
     assert "Der Bürgermeister eröffnete die Brücke über die Straße." in article.text
+
+
+def test_connect_timeout():
+    import socket
+
+    # a loopback socket that never accepts, its queue filled: further connections hang in the handshake
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        for _ in range(8):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        try:
+            started = time.monotonic()
+            assert reason(lambda: fetcher(connect_timeout=0.5).get(f"http://127.0.0.1:{port}/x")) == "timeout"
+            assert time.monotonic() - started < 3
+        finally:
+            for filler in fillers:
+                filler.close()
