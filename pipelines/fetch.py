@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 from urllib.robotparser import RobotFileParser
 
 import apache_beam as beam
@@ -205,27 +205,41 @@ def read_local(path: str, max_bytes: int) -> bytes:
     return body
 
 
-def check_address(host: str, allow_private: bool) -> None:
-    """Refuse hosts that resolve to non-public addresses (SSRF guard), unless allowed."""
-    if allow_private:
-        return
+def resolve(host: str) -> list[str]:
+    """The host's addresses (IPv4 and IPv6), in the resolver's order."""
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except socket.gaierror as e:
         raise FetchError("connection_error", f"cannot resolve {host}: {e}") from None
-    for info in infos:
-        ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if not ip.is_global or ip.is_multicast:
-            raise FetchError("private_address", f"{host} resolves to non-public address {ip}")
+    return list(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
+
+
+def check_address(host: str, allow_private: bool,
+                  resolver: Callable[[str], list[str]] = resolve) -> str:
+    """The address to connect to; refuses hosts resolving to any non-public address (SSRF), unless allowed."""
+    addresses = resolver(host)
+    if not addresses:
+        raise FetchError("connection_error", f"no address for {host}")
+    if not allow_private:
+        for address in addresses:
+            ip = ipaddress.ip_address(address)
+            if not ip.is_global or ip.is_multicast:
+                raise FetchError("private_address", f"{host} resolves to non-public address {ip}")
+    return addresses[0]
 
 
 @dataclass
 class HttpTransport:
-    """HTTP(S) with one connection pool per worker, at most one request per ``host_delay`` to each host."""
+    """HTTP(S) with one connection pool per worker, at most one request per ``host_delay`` to each host.
+
+    Each request connects to the address the SSRF check approved, not to a second DNS answer (DNS
+    rebinding): the Host header, TLS SNI and certificate check still use the URL's host name.
+    """
 
     config: FetchConfig
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    resolver: Callable[[str], list[str]] = resolve
     _pool: urllib3.PoolManager | None = field(default=None, init=False, repr=False)
     _headers: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     _last_request: dict[str, float] = field(default_factory=dict, init=False, repr=False)
@@ -250,17 +264,23 @@ class HttpTransport:
     def request(self, url: str, *, max_bytes: int, deadline: float,
                 headers: dict[str, str] | None = None) -> Hop:
         assert self._pool is not None, "HttpTransport.open() was not called"
-        host = urlsplit(url).hostname or ""
-        check_address(host, self.config.allow_private_addresses)
+        parts = urlsplit(url)
+        host = parts.hostname or ""
         deadline += self._wait_turn(host)  # waiting our turn is not the server being slow
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise FetchError("timeout", f"no time left for {url}")
         try:
-            resp = self._pool.request("GET", url, headers={**self._headers, **(headers or {})},
-                                      redirect=False, preload_content=False,
-                                      timeout=urllib3.Timeout(connect=min(self.config.connect_timeout, remaining),
-                                                              read=min(self.config.read_timeout, remaining)))
+            address = check_address(host, self.config.allow_private_addresses, self.resolver)
+            tls = {"server_hostname": host, "assert_hostname": host} if parts.scheme == "https" else None
+            pool = self._pool.connection_from_host(address, parts.port, parts.scheme, pool_kwargs=tls)
+            resp = pool.urlopen("GET", urlunsplit(("", "", parts.path or "/", parts.query, "")),
+                                headers={**self._headers, "Host": parts.netloc.rsplit("@", 1)[-1], **(headers or {})},
+                                redirect=False, retries=False, assert_same_host=False, preload_content=False,
+                                timeout=urllib3.Timeout(connect=min(self.config.connect_timeout, remaining),
+                                                        read=min(self.config.read_timeout, remaining)))
+        except ValueError as e:  # a port out of range, an unparseable address
+            raise FetchError("bad_url", f"{url}: {e}") from None
         except urllib3.exceptions.NewConnectionError as e:  # a ConnectTimeoutError subclass in urllib3 2
             raise FetchError("connection_error", str(e)) from None
         except urllib3.exceptions.TimeoutError as e:

@@ -1,6 +1,7 @@
 """Fetching against replayed responses and against a real HTTP server on 127.0.0.1."""
 
 import gzip
+import shutil
 import threading
 import time
 import zlib
@@ -43,6 +44,14 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"x")
                 self.wfile.flush()
                 time.sleep(0.1)
+            return
+        if self.path == "/host":  # echoes the Host header the client sent
+            body = self.headers.get("Host", "").encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
             return
         if self.path == "/etag" and self.headers.get("If-None-Match") == '"v1"':
             self.send_response(304)
@@ -357,3 +366,53 @@ def test_connect_timeout():
         finally:
             for filler in fillers:
                 filler.close()
+
+
+def test_connection_goes_to_the_checked_address_not_a_second_lookup(server):
+    """DNS rebinding: the name is resolved once, checked, and that address is connected to."""
+    port = server.rsplit(":", 1)[1]
+    lookups = []
+
+    def resolver(host):
+        lookups.append(host)
+        return ["127.0.0.1"]  # "rebind.example" does not exist for the system resolver
+
+    config = FetchConfig(allow_private_addresses=True, host_delay=0.0, retries=0)
+    f = Fetcher(config, transport=HttpTransport(config, resolver=resolver))
+    f.open()
+    resp = f.get(f"http://rebind.example:{port}/host")
+    assert resp.body == f"rebind.example:{port}".encode() and lookups == ["rebind.example"]
+
+
+def test_any_private_answer_refuses_the_host():
+    from pipelines.fetch import check_address
+    with pytest.raises(FetchError, match="private_address"):
+        check_address("mixed.example", False, lambda h: ["8.8.8.8", "10.0.0.5"])
+    assert check_address("public.example", False, lambda h: ["8.8.8.8"]) == "8.8.8.8"  # checked, not connected
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make a test certificate")
+def test_https_to_the_checked_address_verifies_the_host_name(tmp_path, monkeypatch):
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trust the test certificate, through OpenSSL's defaults
+    tls_server = QuietServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    tls_server.socket = context.wrap_socket(tls_server.socket, server_side=True)
+    threading.Thread(target=tls_server.serve_forever, daemon=True).start()
+    try:
+        port = tls_server.server_address[1]
+        config = FetchConfig(allow_private_addresses=True, host_delay=0.0, retries=0)
+        f = Fetcher(config, transport=HttpTransport(config, resolver=lambda host: ["127.0.0.1"]))
+        f.open()
+        assert f.get(f"https://localhost:{port}/ok").body.startswith(b"<html>")
+        with pytest.raises(FetchError, match="doesn't match"):  # same address, a name the certificate lacks
+            f.get(f"https://impostor.example:{port}/ok")
+    finally:
+        tls_server.shutdown()
