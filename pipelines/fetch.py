@@ -5,9 +5,15 @@ single requests to a transport: ``HttpTransport`` for the network, ``ReplayTrans
 responses listed in a manifest (fixtures, tests). Local feed files are read directly. Every failure
 is a ``FetchError`` with a reason from the reject vocabulary; FetchPages turns it into a ``Reject``.
 
-Guarantees: nothing outside http(s) is requested; loopback/private/link-local/reserved addresses are
-refused on every hop unless ``allow_private_addresses``; bodies larger than ``max_bytes`` are refused
-while streaming, so a huge page never sits in memory; each URL gets at most ``timeout`` seconds overall.
+Guarantees:
+- nothing outside http(s) is requested; a host with any loopback/private/link-local/reserved address is
+  refused on every hop unless ``allow_private_addresses``, and the connection goes to the checked address;
+- bodies are capped at ``max_bytes`` while streaming, after decompression (gzip bombs);
+- one attempt takes at most ``timeout`` seconds (connect and read limits inside it), politeness waits
+  apart; at most ``retries`` more attempts, for timeouts, connection errors, 5xx and 429;
+- per fetcher, requests to one host are ``host_delay`` apart; FetchPages lets at most
+  ``host_concurrency`` workers fetch from one host; article pages obey robots.txt;
+- a conditional GET (validators given) may answer 304, which is not an error.
 """
 
 from __future__ import annotations
