@@ -139,7 +139,10 @@ def _opml_feeds(path: str, name: str, key: str) -> list[FeedSpec]:
 
 def _feed_location(url: str, name: str, key: str, base_dir: Path) -> str:
     """An http(s) URL is kept; a path or file:// URL becomes an absolute local path."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as e:
+        raise ConfigError(name, key, f"{url!r} is not a valid URL: {e}") from None
     scheme = parts.scheme.lower()
     if scheme in ("http", "https"):
         if not parts.hostname:

@@ -12,7 +12,6 @@ import codecs
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from urllib.parse import urljoin
 
 import apache_beam as beam
 import trafilatura
@@ -22,7 +21,7 @@ from trafilatura.utils import load_html
 from pipelines import metrics
 from pipelines.records import Article, Page, Reject
 from pipelines.text import clean, content_hash
-from pipelines.urls import article_id, canonicalize, host_of, is_web_url
+from pipelines.urls import article_id, canonicalize, host_of, is_web_url, resolve_url
 
 REJECTS = "rejects"
 
@@ -118,8 +117,7 @@ def extract_article(page: Page) -> Article:
         word_count=words,
         content_hash=content_hash(text),
         description=clean(doc.description),
-        image_url=urljoin(page.final_url, doc.image) if doc.image and is_web_url(urljoin(page.final_url, doc.image))
-        else None,
+        image_url=_image_url(page.final_url, doc.image),
         tags=_tags(doc.categories, doc.tags),
     )
 
@@ -128,6 +126,11 @@ def _without_headline(text: str, title: str | None) -> str:
     """The body without a first line that repeats the headline (pages' <h1>); the headline is ``title``."""
     first, _, rest = text.partition("\n")
     return rest.strip() if title and first.strip() == title.strip() else text
+
+
+def _image_url(page_url: str, image: str | None) -> str | None:
+    url = resolve_url(page_url, image) if image else None
+    return url if url and is_web_url(url) else None
 
 
 def _tags(*groups: list[str] | None) -> tuple[str, ...] | None:

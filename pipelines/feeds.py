@@ -20,7 +20,6 @@ import hashlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from urllib.parse import urljoin
 
 import apache_beam as beam
 import feedparser
@@ -29,7 +28,7 @@ from pipelines import metrics, state
 from pipelines.fetch import Fetcher, FetcherDoFn, FetchError
 from pipelines.records import FeedEntry, FeedSpec, FeedState, Reject
 from pipelines.text import clean, html_to_text
-from pipelines.urls import is_web_url
+from pipelines.urls import is_web_url, resolve_url
 
 REJECTS = "rejects"
 STATES = "states"
@@ -101,7 +100,7 @@ def parse_json_feed(body: bytes, feed_url: str, now: datetime) -> tuple[list[Fee
             rejects.append(Reject(what, feed_url, "feed", "no_link", "JSON feed item has no url", now))
             continue
         link = item["url"].strip()
-        link = urljoin(feed_url, link) if is_web_url(feed_url) else link
+        link = (resolve_url(feed_url, link) or link) if is_web_url(feed_url) else link
         if not is_web_url(link):
             rejects.append(Reject(link, feed_url, "feed", "bad_url", "item url is not an http(s) URL", now))
             continue
@@ -141,7 +140,7 @@ def _entry_link(item: dict, feed_url: str) -> str | None:
     if not link:
         return None
     link = link.strip()
-    return urljoin(feed_url, link) if is_web_url(feed_url) else link
+    return (resolve_url(feed_url, link) or link) if is_web_url(feed_url) else link
 
 
 def _entry_time(item: dict) -> datetime | None:

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 from urllib.robotparser import RobotFileParser
 
 import apache_beam as beam
@@ -39,7 +39,7 @@ import urllib3
 from pipelines import metrics
 from pipelines.config import FetchConfig
 from pipelines.records import FeedEntry, FeedState, Page, Reject
-from pipelines.urls import is_web_url
+from pipelines.urls import is_web_url, resolve_url
 
 REJECTS = "rejects"
 
@@ -132,7 +132,7 @@ class Fetcher:
     def get(self, url: str, *, check_robots: bool = False, validators: FeedState | None = None) -> Response:
         """The response for ``url``; with ``validators``, a conditional GET that may answer 304."""
         if not is_web_url(url):
-            if urlsplit(url).scheme in ("", "file"):
+            if url.startswith("file:") or "://" not in url:  # a local path, as the config allows for feeds
                 return Response(url, 200, None, read_local(url, self.config.max_bytes))
             raise FetchError("bad_url", f"only http(s) URLs are fetched: {url!r}")
         if check_robots and self.config.obey_robots and not self._robots_allow(url):
@@ -168,9 +168,10 @@ class Fetcher:
                 location = hop.headers.get("location")
                 if not location:
                     raise FetchError("http_4xx", f"redirect {hop.status} without Location", hop.status)
-                current = urljoin(current, location.strip())
-                if not is_web_url(current):
-                    raise FetchError("bad_url", f"redirect to non-http(s) URL {current!r}")
+                target = resolve_url(current, location)
+                if target is None or not is_web_url(target):
+                    raise FetchError("bad_url", f"redirect to unusable URL {location!r}")
+                current = target
                 continue
             if not 200 <= hop.status < 300:
                 reason = "http_5xx" if hop.status >= 500 else "http_4xx"

@@ -8,14 +8,26 @@ and the remaining query parameters sorted. ``courlan`` does the normalisation.
 from __future__ import annotations
 
 import hashlib
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from courlan import normalize_url
 
 
 def is_web_url(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    """An http(s) URL with a host; never raises, whatever the input (feeds and pages are hostile)."""
+    try:
+        parts = urlsplit(url)
+        return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. an unclosed IPv6 literal
+        return False
+
+
+def resolve_url(base: str, reference: str) -> str | None:
+    """``reference`` resolved against ``base``; None when either cannot be parsed."""
+    try:
+        return urljoin(base, reference.strip())
+    except ValueError:
+        return None
 
 
 def canonicalize(url: str) -> str:

@@ -45,6 +45,7 @@ def test_file_url_becomes_a_path(tmp_path):
 @pytest.mark.parametrize("text, key, problem", [
     ('[[feeds]]\nurl = "ftp://x.example/feed"\n', "feeds[0].url", "only http(s) URLs"),
     ('[[feeds]]\nurl = "https://"\n', "feeds[0].url", "has no host"),
+    ('[[feeds]]\nurl = "http://[::1/feed"\n', "feeds[0].url", "not a valid URL"),
     ('[[feeds]]\nurl = "https://a.example/f"\nnmae = "typo"\n', "feeds[0].nmae", "unknown key"),
     ('[[feeds]]\nurl = "https://a.example/f"\n[fetch]\ntimeout = "fast"\n', "fetch.timeout", "must be float"),
     ('[[feeds]]\nurl = "https://a.example/f"\n[fetch]\ntimeout = -1\n', "fetch.timeout", "must be positive"),

@@ -138,3 +138,12 @@ def test_entity_expansion_bomb_is_not_expanded():
     entries, _, bozo = parse_feed(body, "bomb.xml", NOW)  # a billion "ha"s if entities were expanded
     assert bozo and [e.link for e in entries] == ["https://a.example/1"]
     assert all(len(e.title or "") < 100 for e in entries)
+
+
+def test_unparseable_entry_link_is_a_reject_not_a_crash():
+    body = b"""<rss version="2.0"><channel><title>t</title>
+    <item><title>bad</title><link>http://[::1/broken</link></item>
+    <item><title>ok</title><link>https://a.example/ok</link></item></channel></rss>"""
+    entries, rejects, _ = parse_feed(body, "https://site.example/rss", NOW)
+    assert [e.link for e in entries] == ["https://a.example/ok"]
+    assert [(r.url, r.reason) for r in rejects] == [("http://[::1/broken", "bad_url")]

@@ -416,3 +416,10 @@ def test_https_to_the_checked_address_verifies_the_host_name(tmp_path, monkeypat
             f.get(f"https://impostor.example:{port}/ok")
     finally:
         tls_server.shutdown()
+
+
+@pytest.mark.parametrize("url", ["http://[::1/x", "http://" + "a" * 70 + ".example/", "http://user@/x",
+                                 "http://.../", "http://example.com:99999/", "gopher://x.example/"])
+def test_hostile_urls_are_fetch_errors_not_crashes(url):
+    with pytest.raises(FetchError):
+        fetcher(allow_private_addresses=False, timeout=2.0).get(url)
