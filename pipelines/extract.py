@@ -9,6 +9,7 @@ page's metadata wins; the feed entry fills what the page lacks. A page with no a
 from __future__ import annotations
 
 import codecs
+import logging
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -193,6 +194,10 @@ def _published(page_date: str | None, entry_time: datetime | None) -> datetime |
 
 
 class _ExtractFn(beam.DoFn):
+    def setup(self) -> None:
+        # trafilatura logs an ERROR for every page it cannot use; here each one is a reject row already
+        logging.getLogger("trafilatura").setLevel(logging.CRITICAL)
+
     def process(self, page: Page) -> Iterator:
         try:
             article = extract_article(page)
