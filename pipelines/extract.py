@@ -1,8 +1,9 @@
 """The ExtractArticles stage: Page -> Article.
 
-Each page is parsed once into an lxml tree; the language and canonical link are read from it, then
-trafilatura extracts the main text (reader comments excluded) and metadata from the same tree. The
-page's metadata wins; the feed entry fills what the page lacks. A page with no article text becomes a
+Each page is parsed once into an lxml tree. The metadata the page declares (``pipelines.pagemeta``:
+title, authors, date, language, canonical link, ...) is read from it, then trafilatura extracts the main text (reader
+comments excluded, precision favoured) from the same tree. The page's metadata wins; the feed entry
+fills what the page lacks. A page with no article text becomes a
 ``Reject`` (stage ``extract``). Pure per element: no ordering or cross-article state.
 """
 
@@ -16,25 +17,20 @@ from datetime import UTC, datetime
 
 import apache_beam as beam
 import trafilatura
-from trafilatura.settings import Document, set_date_params
+from trafilatura.settings import Document
 from trafilatura.utils import load_html
 
 from pipelines import metrics
+from pipelines.pagemeta import page_meta
 from pipelines.records import Article, Page, Reject
 from pipelines.text import clean, content_hash
 from pipelines.urls import article_id, canonicalize, host_of, is_web_url, resolve_url
 
 REJECTS = "rejects"
 
-# Page dates only from markup and metadata: htmldate's extensive search guesses dates from body text
-# ("founded in 2016" -> 2016-01-01), which would move an article years away from its story.
-DATE_PARAMS = set_date_params(extensive=False)
-
 # Fewer words than this is a fragment (a caption, an error message), not an article. Real articles can be
 # short: the extraction benchmark has one of 18 words.
 MIN_WORDS = 5
-
-_LANG = re.compile(r"^[a-zA-Z]{2,3}(?=$|[-_])")
 
 
 class ExtractError(Exception):
@@ -83,43 +79,40 @@ def extract_article(page: Page) -> Article:
         raise ExtractError("extraction_error", f"unparseable HTML: {e}") from None
     if tree is None:
         raise ExtractError("empty_extraction", "no HTML document found")
-    language = _language(tree)
-    declared_canonical = _canonical_link(tree, page.final_url)
+    meta = page_meta(tree, page.final_url)
     try:
-        doc = trafilatura.bare_extraction(tree, url=page.final_url, with_metadata=True,
-                                          include_comments=False, favor_precision=True,
-                                          date_extraction_params=DATE_PARAMS)
+        doc = trafilatura.bare_extraction(tree, url=page.final_url, include_comments=False, favor_precision=True)
     except Exception as e:  # trafilatura's failures are not typed
         raise ExtractError("extraction_error", f"{type(e).__name__}: {e}") from None
     if not isinstance(doc, Document):
         raise ExtractError("empty_extraction", "no article text found")
-    text = _without_headline((doc.text or "").strip(), doc.title)
+    text = _without_headline((doc.text or "").strip(), meta.title)
     words = len(text.split())
     if words < MIN_WORDS:
         raise ExtractError("empty_extraction", f"{words} words of article text")
 
     entry = page.entry
-    canonical = canonicalize(declared_canonical or page.final_url)
-    authors = _authors(doc.author) or _authors(entry.author)
+    canonical = canonicalize(meta.canonical or page.final_url)
+    authors = _authors("; ".join(meta.authors)) or _authors(entry.author)
     return Article(
         article_id=article_id(canonical),
         url=entry.link,
         final_url=page.final_url,
         canonical_url=canonical,
         feed_url=entry.feed_url,
-        source=clean(doc.sitename) or host_of(page.final_url),
-        title=clean(doc.title) or entry.title,
+        source=meta.site_name or host_of(page.final_url),
+        title=meta.title or entry.title,
         authors=authors,
-        published_at=_published(doc.date, entry.published_at),
+        published_at=_published(meta.date, entry.published_at),
         fetched_at=page.fetched_at,
-        language=language,
-        summary=entry.summary or clean(doc.description),
+        language=meta.language,
+        summary=entry.summary or meta.description,
         text=text,
         word_count=words,
         content_hash=content_hash(text),
-        description=clean(doc.description),
-        image_url=_image_url(page.final_url, doc.image),
-        tags=_tags(doc.categories, doc.tags),
+        description=meta.description,
+        image_url=_image_url(page.final_url, meta.image),
+        tags=meta.tags or None,
     )
 
 
@@ -132,39 +125,6 @@ def _without_headline(text: str, title: str | None) -> str:
 def _image_url(page_url: str, image: str | None) -> str | None:
     url = resolve_url(page_url, image) if image else None
     return url if url and is_web_url(url) else None
-
-
-def _tags(*groups: list[str] | None) -> tuple[str, ...] | None:
-    """Categories then keywords (comma lists split), de-duplicated case-insensitively; None when none."""
-    seen: dict[str, str] = {}
-    for group in groups:
-        for value in group or []:
-            for part in value.split(","):
-                tag = clean(part)
-                if tag:
-                    seen.setdefault(tag.lower(), tag)
-    return tuple(seen.values()) or None
-
-
-def _language(tree) -> str | None:
-    candidates = [tree.get("lang"), tree.get("{http://www.w3.org/XML/1998/namespace}lang")]
-    candidates += tree.xpath("//meta[@http-equiv='content-language' or @http-equiv='Content-Language']/@content")
-    candidates += tree.xpath("//meta[@property='og:locale']/@content")
-    for value in candidates:
-        match = _LANG.match((value or "").strip())
-        if match:
-            return match.group().lower()
-    return None
-
-
-def _canonical_link(tree, final_url: str) -> str | None:
-    """The page's rel=canonical (or og:url) if it is an http(s) URL naming an article, not a home page."""
-    hrefs = tree.xpath("//link[@rel='canonical']/@href") + tree.xpath("//meta[@property='og:url']/@content")
-    for href in hrefs:
-        href = href.strip()
-        if is_web_url(href) and canonicalize(href).rstrip("/").count("/") > 2:
-            return href
-    return None
 
 
 def _authors(value: str | None) -> tuple[str, ...]:
