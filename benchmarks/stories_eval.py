@@ -165,7 +165,8 @@ def direct(runs: list[tuple[datetime, list[dict]]]) -> tuple[dict[str, str], flo
             text = "\n".join(paragraphs(r["text"]))
             # the pipeline's article id, so that ties in time are ordered as the pipeline orders them
             batch.append(article_features(article_id(canonicalize(f"{BASE}/{r['id']}")), r.get("source") or "",
-                                          r.get("title") or None, text, "en", published, content_hash(text)))
+                                          r.get("title") or None, text, "en", published, content_hash(text),
+                                          dated=bool(r.get("published"))))
             ids[batch[-1].article_id] = r["id"]
         pred.update({ids[a.article_id]: a.story_id for a in assign_batch(index, batch, config).assignments})
     return pred, time.perf_counter() - start

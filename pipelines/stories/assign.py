@@ -5,7 +5,9 @@ Three levels, decided in this order for each article:
 2. near-identical copy: 5-word-shingle Jaccard >= ``near_duplicate_threshold`` with an indexed article
    (found through MinHash LSH) -> ``duplicate_of`` the most similar (earliest on ties), its story;
 3. story: cosine similarity of the article's term vector with a candidate story's centroid; the best
-   story at or above ``threshold`` is joined, else the article starts a new story.
+   story at or above ``threshold`` is joined, else the article starts a new story. Candidates are near
+   the article in time where both have publication dates (see ``pipelines.stories.index``): a fetch
+   time says when we saw an article, not when its event happened.
 
 Assignment is online: articles are taken one at a time in (time, article_id) order against the
 index of earlier runs plus the articles already assigned in this run, and earlier assignments are
@@ -79,12 +81,12 @@ def _assign_one(index: StoryIndex, feat: ArticleFeatures, config: StoriesConfig,
     if story is None:
         original, kind = None, None
         vector = dict(feat.terms)
-        candidates = index.candidate_stories(list(feat.terms[:QUERY_TERMS]), feat.time, window)
+        candidates = index.candidate_stories(list(feat.terms[:QUERY_TERMS]), feat.time, window, feat.dated)
         story = _best_story(candidates, vector, config.threshold) or _new_story(index, feat)
         index.merge_into_centroid(story, vector)
 
     index.add_article(ArticleState(feat.article_id, story.story_id, feat.time, feat.content_hash, feat.minhash),
-                      feat.source, feat.time)
+                      feat.source, feat.time, feat.dated)
     return Assignment(feat.article_id, story.story_id,
                       original.article_id if original else None, kind)
 
@@ -122,7 +124,8 @@ def story_rows(index: StoryIndex, story_ids: Iterable[str]) -> list[Story]:
 
 def features_of(article: Article, run: Run) -> ArticleFeatures:
     return article_features(article.article_id, article.source, article.title, article.text, article.language,
-                            article.published_at or run.started_at, article.content_hash)
+                            article.published_at or run.started_at, article.content_hash,
+                            dated=article.published_at is not None)
 
 
 class _AssignFn(beam.DoFn):

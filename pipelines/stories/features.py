@@ -47,6 +47,7 @@ class ArticleFeatures:
     content_hash: str
     terms: tuple[tuple[str, float], ...]  # sorted by weight, descending; L2 norm 1
     minhash: tuple[int, ...]
+    dated: bool = True  # ``time`` is a publication date, not a fetch time
 
 
 def tokens(text: str) -> list[str]:
@@ -113,9 +114,9 @@ def jaccard(a: tuple[int, ...], b: tuple[int, ...]) -> float:
 
 
 def article_features(article_id: str, source: str, title: str | None, text: str, language: str | None,
-                     time: datetime, content_hash: str) -> ArticleFeatures:
+                     time: datetime, content_hash: str, dated: bool = True) -> ArticleFeatures:
     vec = term_vector(title, text, language)
     return ArticleFeatures(
         article_id=article_id, source=source, title=title, time=time, content_hash=content_hash,
-        terms=tuple(sorted(vec.items(), key=lambda kv: (-kv[1], kv[0]))), minhash=minhash(text),
+        terms=tuple(sorted(vec.items(), key=lambda kv: (-kv[1], kv[0]))), minhash=minhash(text), dated=dated,
     )

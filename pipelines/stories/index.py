@@ -3,8 +3,11 @@
 Candidate stories for an article come from an inverted index over each story's top centroid terms:
 the article's strongest terms vote with their weights, terms posted by more than ``MAX_POSTING`` stories
 (too common to identify one) are skipped, and only the ``MAX_CANDIDATES`` best-voted stories are scored
-exactly. Candidate originals for near-copy checks come from a MinHash LSH band index. So the work per
-article is bounded by constants, whatever the history. ``prune`` drops stories (and their articles)
+exactly. Time narrows the candidates only where it is known on both sides: a dated article is compared
+with stories whose members' publication dates come within the window of its own, and with stories that
+have no dated member; an undated article (its time is only when it was fetched) with every story held.
+Candidate originals for near-copy checks come from a MinHash LSH band index. So the work per article is
+bounded by constants, whatever the history. ``prune`` drops stories (and their articles)
 whose last article is more than a window older than the newest time seen, which bounds memory.
 
 Persistence: one snapshot per run through ``pipelines.state`` (Beam's filesystems, a ``CURRENT`` pointer).
@@ -18,7 +21,7 @@ from datetime import datetime, timedelta
 
 from pipelines import state
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added the stories' dated span; a format-1 snapshot is read as if all members were dated
 POSTING_TERMS = 30  # a story is findable by this many of its strongest centroid terms
 CENTROID_TERMS = 120  # a story's centroid keeps this many terms
 MAX_POSTING = 500  # a term posted by more active stories than this identifies none of them
@@ -39,6 +42,14 @@ class StoryState:
     sources: set[str]
     centroid: dict[str, float]  # sum of member term vectors, truncated to CENTROID_TERMS
     norm: float = 0.0  # L2 norm of centroid; both are set by set_centroid
+    dated_first: datetime | None = None  # earliest and latest publication date of a member; None if none is dated
+    dated_last: datetime | None = None
+
+    def near_in_time(self, time: datetime, window: timedelta) -> bool:
+        """Whether a dated article at ``time`` may join: within the window of the dated members, if any."""
+        if self.dated_first is None or self.dated_last is None:
+            return True
+        return self.dated_first - window <= time <= self.dated_last + window
 
     def set_centroid(self, centroid: dict[str, float]) -> None:
         self.centroid = dict(sorted(centroid.items(), key=lambda kv: (-kv[1], kv[0]))[:CENTROID_TERMS])
@@ -68,17 +79,17 @@ class StoryIndex:
     _bands: dict[tuple, set[str]] = field(default_factory=lambda: defaultdict(set), repr=False)
 
     # -- lookups --------------------------------------------------------------------------------
-    def candidate_stories(self, terms: list[tuple[str, float]], time: datetime,
-                          window: timedelta) -> list[StoryState]:
-        """Active stories sharing the article's terms, the best-voted MAX_CANDIDATES, in id order."""
+    def candidate_stories(self, terms: list[tuple[str, float]], time: datetime, window: timedelta,
+                          dated: bool = True) -> list[StoryState]:
+        """Stories sharing the article's terms and near it in time (when it is ``dated``): the best-voted
+        MAX_CANDIDATES, in id order."""
         votes: dict[str, float] = defaultdict(float)
         for term, weight in terms:
             posting = self._postings.get(term)
             if posting and len(posting) <= MAX_POSTING:
                 for story_id in posting:
                     votes[story_id] += weight
-        active = [(v, i) for i, v in votes.items()
-                  if self.stories[i].first_seen - window <= time <= self.stories[i].last_seen + window]
+        active = [(v, i) for i, v in votes.items() if not dated or self.stories[i].near_in_time(time, window)]
         best = sorted(active, key=lambda vi: (-vi[0], vi[1]))[:MAX_CANDIDATES]
         return sorted((self.stories[i] for _, i in best), key=lambda s: s.story_id)
 
@@ -98,12 +109,15 @@ class StoryIndex:
         self.stories[story.story_id] = story
         self._post(story)
 
-    def add_article(self, article: ArticleState, source: str, time: datetime) -> StoryState:
+    def add_article(self, article: ArticleState, source: str, time: datetime, dated: bool = True) -> StoryState:
         story = self.stories[article.story_id]
         story.article_count += 1
         story.sources.add(source)
         story.first_seen = min(story.first_seen, time)
         story.last_seen = max(story.last_seen, time)
+        if dated:
+            story.dated_first = min(story.dated_first or time, time)
+            story.dated_last = max(story.dated_last or time, time)
         self._index_article(article)
         self.newest = time if self.newest is None else max(self.newest, time)
         return story
@@ -166,6 +180,7 @@ class StoryIndex:
             "stories": [
                 {"story_id": s.story_id, "representative_id": s.representative_id, "title": s.title,
                  "first_seen": _iso(s.first_seen), "last_seen": _iso(s.last_seen),
+                 "dated_first": _iso(s.dated_first), "dated_last": _iso(s.dated_last),
                  "article_count": s.article_count, "sources": sorted(s.sources), "centroid": s.centroid}
                 for s in sorted(self.stories.values(), key=lambda s: s.story_id)
             ],
@@ -178,14 +193,17 @@ class StoryIndex:
 
     @classmethod
     def from_json(cls, doc: dict) -> StoryIndex:
-        if doc.get("format") != FORMAT_VERSION:
+        if doc.get("format") not in (1, FORMAT_VERSION):
             raise ValueError(f"unsupported story index format {doc.get('format')!r}")
         index = cls(newest=_parse(doc["newest"]) if doc["newest"] else None)
         for s in doc["stories"]:
             story = StoryState(
                 story_id=s["story_id"], representative_id=s["representative_id"], title=s["title"],
                 first_seen=_parse(s["first_seen"]), last_seen=_parse(s["last_seen"]),
-                article_count=s["article_count"], sources=set(s["sources"]), centroid={})
+                article_count=s["article_count"], sources=set(s["sources"]), centroid={},
+                # format 1 had no dated span: every member counted as dated
+                dated_first=_maybe(s.get("dated_first", s["first_seen"])),
+                dated_last=_maybe(s.get("dated_last", s["last_seen"])))
             story.set_centroid(s["centroid"])
             index.add_story(story)
         for a in doc["articles"]:
@@ -214,3 +232,7 @@ def _iso(value: datetime | None) -> str | None:
 
 def _parse(value: str) -> datetime:
     return datetime.fromisoformat(value)
+
+
+def _maybe(value: str | None) -> datetime | None:
+    return _parse(value) if value else None

@@ -1,5 +1,6 @@
 import random
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
@@ -28,6 +29,21 @@ def test_same_event_joins_different_event_starts_a_story():
     assert r["a"].story_id == r["b"].story_id == stable_id("story", "a")
     assert len({r["a"].story_id, r["c"].story_id, r["d"].story_id}) == 3
     assert all(x.duplicate_of is None for x in r.values())
+
+
+def test_an_undated_article_is_not_kept_apart_by_its_fetch_time():
+    # the same follow-up, fetched in a run five days after the story's (dated) article: undated, it joins;
+    # dated five days later, it is outside the 3-day window and starts a story
+    for dated, joins in ((False, True), (True, False)):
+        index = StoryIndex()
+        first = by_id(assign_batch(index, [feat("a", TEXTS["deal"])], CFG))
+        late = replace(feat("late", TEXTS["deal2"], 24 * 5), dated=dated)
+        r = by_id(assign_batch(index, [late], CFG))
+        assert (r["late"].story_id == first["a"].story_id) is joins
+    story = StoryIndex()
+    assign_batch(story, [feat("a", TEXTS["deal"]), replace(feat("late", TEXTS["deal2"], 24 * 5), dated=False)], CFG)
+    (held,) = story.stories.values()
+    assert held.dated_last == T0 and held.last_seen == T0 + timedelta(days=5)  # the dated span skips fetch times
 
 
 def test_exact_and_near_copies_point_at_the_original():

@@ -1,3 +1,4 @@
+from dataclasses import replace
 from datetime import timedelta
 
 from pipelines import state
@@ -68,3 +69,30 @@ def test_candidates_are_bounded_and_best_voted(monkeypatch):
     assert [s.story_id for s in found] == ["s1", "s4"]
     monkeypatch.setattr(index_module, "MAX_POSTING", 3)  # "shared" now identifies nothing
     assert [s.story_id for s in index.candidate_stories([("shared", 1.0)], time, window)] == []
+
+
+def test_time_narrows_candidates_only_where_both_sides_are_dated():
+    window = timedelta(days=3)
+    dated = StoryIndex()
+    assign_batch(dated, [feat("a", TEXTS["deal"], 0)], CFG)
+    undated = StoryIndex()
+    assign_batch(undated, [replace(feat("a", TEXTS["deal"], 0), dated=False)], CFG)
+    terms = list(feat("b", TEXTS["deal2"]).terms)
+    late = feat("b", "", 24 * 10).time  # ten days later
+    assert not dated.candidate_stories(terms, late, window)  # both dated: too far apart
+    assert dated.candidate_stories(terms, late, window, dated=False)  # the article's time is a fetch time
+    assert undated.candidate_stories(terms, late, window)  # the story's times are fetch times
+    assert undated.stories[next(iter(undated.stories))].dated_first is None
+
+
+def test_a_format_1_snapshot_is_read_with_every_member_dated():
+    index = StoryIndex()
+    assign_batch(index, [feat("a", TEXTS["deal"], 0)], CFG)
+    doc = index.to_json()
+    doc["format"] = 1
+    for story in doc["stories"]:
+        del story["dated_first"], story["dated_last"]
+    loaded = StoryIndex.from_json(doc)
+    story = next(iter(loaded.stories.values()))
+    assert (story.dated_first, story.dated_last) == (story.first_seen, story.last_seen)
+    assert loaded.to_json() == index.to_json() | {"format": 2}
