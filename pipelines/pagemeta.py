@@ -1,12 +1,13 @@
 """The metadata a page declares about itself: <meta> tags, JSON-LD and a few standard elements.
 
 Part of the extract stage. One pass over the parsed tree's <meta> elements and JSON-LD scripts, then
-htmldate for the publication date. Heuristic searches of the body (bylines, category links) are left
-out on purpose: on the extraction benchmark they cost a quarter of the stage's time, and the feed entry
-already supplies the author and date that a page's markup lacks.
+htmldate for the publication date (markup and URL only). trafilatura's heuristic searches of the body
+(bylines without markup, category links, licences) are left out on purpose: on the extraction benchmark
+they took a quarter of the stage's time, and the feed entry supplies the author a page does not declare.
 
-Precedence per field: JSON-LD of the article object, then Open Graph / article:*, then Twitter and
-Dublin Core and plain <meta name>, then elements (<h1>, <title>). Pure; never raises on hostile input.
+Precedence per field: JSON-LD of the article object, then Open Graph / article:*, then Twitter, Dublin
+Core and plain <meta name>, then elements (a rel=author / itemprop=author byline, <h1>, <title>).
+Pure; never raises on hostile input.
 """
 
 from __future__ import annotations
