@@ -30,6 +30,7 @@ _TITLE_SEPARATORS = re.compile(r"\s+[|–—·:»-]\s+")
 _LANG = re.compile(r"^[a-zA-Z]{2,3}(?=$|[-_])")
 _BY = re.compile(r"^\s*by\s+", re.I)
 MAX_BYLINE = 80  # characters; longer "author" elements are bios or whole blocks, not names
+MAX_TAG_LINKS = 30
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def page_meta(tree, url: str | None = None) -> PageMeta:
                                               "twitter:image", "twitter:image:src"),
         tags=tuple(_unique([*_words(ld.get("articleSection")), *_words(ld.get("keywords")),
                       *meta.get("article:section", []), *meta.get("article:tag", []),
-                      *meta.get("keywords", []), *meta.get("news_keywords", [])])),
+                      *meta.get("keywords", []), *meta.get("news_keywords", [])]) or _tag_links(tree)),
         language=_language(tree, meta),
         canonical=_canonical(tree, meta),
     )
@@ -110,6 +111,14 @@ def _byline(tree) -> tuple[str, ...]:
         if text and len(text) <= MAX_BYLINE and not text.startswith(("http://", "https://", "@")):
             return (text,)
     return ()
+
+
+def _tag_links(tree) -> list[str]:
+    """Texts of tag links: rel="tag" (the rel-tag microformat, WordPress's default), or /tag/ links in a
+    tags block; only when the page declares no tags in its metadata."""
+    links = tree.xpath('//a[@rel="tag" or ((contains(@href, "/tag/") or contains(@href, "/tags/"))'
+                       ' and ancestor::*[contains(@class, "tag")])]')
+    return _unique([text for a in links[:MAX_TAG_LINKS] if (text := clean(a.text_content()))], split=False)
 
 
 def _json_ld_article(tree) -> dict:

@@ -70,6 +70,13 @@ def test_element_fallbacks_and_double_escaped_entities():
     assert meta_of("", "<h1>Only heading</h1><p>x</p>").title == "Only heading"
 
 
+def test_tags_from_tag_links_only_when_metadata_has_none():
+    body = ('<p>Text</p><div class="post-tags">Tags: <a href="/tag/ai">AI</a>, <a href="/tag/deals">Deals</a></div>'
+            '<a href="/topics/x" rel="tag">Markets</a><nav><a href="/tag/popular">Popular</a></nav>')
+    assert meta_of("", body).tags == ("AI", "Deals", "Markets")  # a /tag/ link outside a tags block is not one
+    assert meta_of('<meta name="keywords" content="Budget">', body).tags == ("Budget",)
+
+
 def test_date_from_the_url_but_never_from_prose():
     assert meta_of("", url="https://news.example/2025/06/13/story").date == "2025-06-13"
     assert meta_of("", "<p>The company was founded on 4 March 2016 in Paris.</p>").date is None
