@@ -51,7 +51,7 @@ ARTICLES = _schema("articles", [
     ("run_id", pa.string(), False, "The run that wrote this row."),
     ("description", pa.string(), True, "The page's own description (meta description or og:description)."),
     ("image_url", pa.string(), True, "The page's main image (og:image or the like), an absolute URL."),
-    ("tags", pa.list_(pa.string()), True, "The page's categories and keywords; null when it declares none."),
+    ("tags", pa.list_(pa.string()), True, "The page's sections, tags and keywords, else its tag links; null if none."),
 ])
 
 STORIES = _schema("stories", [
