@@ -1,10 +1,10 @@
 """The ExtractArticles stage: Page -> Article.
 
 Each page is parsed once into an lxml tree. The metadata the page declares (``pipelines.pagemeta``:
-title, authors, date, language, canonical link, ...) is read from it, then trafilatura extracts the main text (reader
-comments excluded, precision favoured) from the same tree. The page's metadata wins; the feed entry
-fills what the page lacks. A page with no article text becomes a
-``Reject`` (stage ``extract``). Pure per element: no ordering or cross-article state.
+title, authors, date, language, canonical link, ...) is read from it, then trafilatura extracts the
+main text (reader comments excluded, precision favoured) from the same tree. The page's metadata wins;
+the feed entry fills what the page lacks. A page with no article text becomes a ``Reject`` (stage
+``extract``). Pure per element: no ordering or cross-article state.
 """
 
 from __future__ import annotations
