@@ -50,13 +50,10 @@ def page_meta(tree, url: str | None = None) -> PageMeta:
     """The page's declared metadata; fields it does not declare are empty."""
     meta = _meta_tags(tree)
     ld = _json_ld_article(tree)
-    title = (_text(ld.get("headline")) or _text(ld.get("name")) or _first(meta, "og:title", "twitter:title",
-                                                                         "dc.title", "title")
-             or _element_title(tree))
     site_name = (next(iter(_names(ld.get("publisher"))), None)
                  or _first(meta, "og:site_name", "application-name", "twitter:site"))
     return PageMeta(
-        title=_without_site(title, site_name),
+        title=_title(tree, ld, meta, site_name),
         authors=_names(ld.get("author")) or _meta_authors(meta) or _byline(tree),
         date=_date(tree, url),
         site_name=site_name,
@@ -216,6 +213,22 @@ def _without_site(title: str | None, site_name: str | None) -> str | None:
 
 def _squash(text: str) -> str:
     return re.sub(r"[\W_]+", "", text).lower()
+
+
+def _title(tree, ld: dict, meta: dict[str, list[str]], site_name: str | None) -> str | None:
+    """The declared headline that the page shows as an <h1>, else the first declared one, else elements.
+
+    Declared titles often differ (an SEO headline in JSON-LD, a social one in og:title); the visible one wins.
+    """
+    declared = [_without_site(t, site_name) for t in (
+        _text(ld.get("headline")), _text(ld.get("name")),
+        *(meta.get(key, [None])[0] for key in ("og:title", "twitter:title", "dc.title", "title"))) if t]
+    if len(set(declared)) > 1:
+        shown = {_squash(h.text_content()) for h in tree.iter("h1")}
+        for title in declared:
+            if title and _squash(title) in shown:
+                return title
+    return declared[0] if declared else _without_site(_element_title(tree), site_name)
 
 
 def _element_title(tree) -> str | None:

@@ -59,6 +59,15 @@ def test_meta_tags_when_there_is_no_json_ld():
     assert m.canonical == "https://news.example/2025/06/12/budget"
 
 
+def test_when_declared_titles_differ_the_one_shown_as_h1_wins():
+    head = (ld({"@type": "NewsArticle", "headline": "Budget vote: council approves 2026 spending plan"})
+            + '<meta property="og:title" content="Council approves budget after late-night session | The Ledger">'
+            + '<meta property="og:site_name" content="The Ledger">')
+    assert meta_of(head, "<h1>Council approves budget after late-night session</h1>").title == (
+        "Council approves budget after late-night session")
+    assert meta_of(head, "<h1>Something else</h1>").title == "Budget vote: council approves 2026 spending plan"
+
+
 def test_element_fallbacks_and_double_escaped_entities():
     m = meta_of("<title>The Ledger - Harbour reopens after storm</title>",
                 '<h1>Harbour reopens</h1><h1>Another</h1><span rel="author">by Alan Turing</span>'
