@@ -74,7 +74,7 @@ def prepare_output(path: str) -> None:
 def run_batch(config: Config, beam_args: list[str], run: Run | None = None) -> dict:
     """Run one batch and return its summary (also printed and saved)."""
     run = run or new_run()
-    options = PipelineOptions(beam_args)
+    options = PipelineOptions(_quiet_workers(beam_args))
     pipeline = beam.Pipeline(options=options)
     build(pipeline, config, run)
     result = pipeline.run()
@@ -82,6 +82,14 @@ def run_batch(config: Config, beam_args: list[str], run: Run | None = None) -> d
     summary = build_summary(counters_of(result), run, datetime.now(UTC), config.output.path)
     save_summary(config.output.path, summary)
     return summary
+
+
+def _quiet_workers(beam_args: list[str]) -> list[str]:
+    """Beam's SDK workers (e.g. ``--direct_running_mode=multi_processing``) log at WARNING, like the CLI,
+    unless the caller chose a level."""
+    if any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
+        return beam_args
+    return [*beam_args, "--default_sdk_harness_log_level=WARNING"]
 
 
 def main(argv: list[str] | None = None) -> int:

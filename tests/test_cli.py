@@ -7,7 +7,7 @@ import sys
 import pyarrow.dataset as ds
 import pytest
 
-from pipelines.cli import main
+from pipelines.cli import _quiet_workers, main
 from tests.conftest import FIXTURE_ARTICLES, FIXTURES_CONFIG, ROOT, fixture_url
 
 A = FIXTURE_ARTICLES
@@ -109,13 +109,20 @@ def test_changed_feed_skips_entries_already_stored(tmp_path):
     assert second["entries"] == {"seen": 3, "articles_written": 0, "rejected": 0, "already_stored": 3}
 
 
-def test_multi_processing_gives_the_same_rows(fixtures_run, tmp_path):
+def test_multi_processing_gives_the_same_rows(fixtures_run, tmp_path, capfd):
     out = tmp_path / "mp"
     assert run_cli(out, "--direct_running_mode=multi_processing", "--direct_num_workers=2") == 0
+    assert "INFO:apache_beam.runners.worker" not in capfd.readouterr().err  # workers log at WARNING
     key = lambda rows: sorted((r["url"], r["article_id"], r["story_id"], r["duplicate_of"]) for r in rows)  # noqa: E731
     assert key(read(out, "articles")) == key(read(fixtures_run, "articles"))
     assert sorted(s["story_id"] for s in read(out, "stories")) == \
         sorted(s["story_id"] for s in read(fixtures_run, "stories"))
+
+
+def test_worker_log_level_is_warning_unless_chosen():
+    assert _quiet_workers(["--runner=DirectRunner"]) == [
+        "--runner=DirectRunner", "--default_sdk_harness_log_level=WARNING"]
+    assert _quiet_workers(["--default_sdk_harness_log_level=DEBUG"]) == ["--default_sdk_harness_log_level=DEBUG"]
 
 
 def cli(*args):
