@@ -35,7 +35,8 @@ def build(p: beam.Pipeline, config: Config, run: Run, fetcher: Fetcher | None = 
     extracted = fetched.pages | "ExtractArticles" >> ExtractArticles()
     articles = extracted.articles | "SkipKnownArticles" >> SkipKnown(
         stored, "id", key=article_key, order=article_order, link=lambda a: a.url)
-    stories = articles.new | "AssignStories" >> AssignStories(config.stories, state_dir(output, "stories"), run)
+    stories = articles.new | "AssignStories" >> AssignStories(config.stories, state_dir(output, "stories"), run,
+                                                              articles_dir=f"{output.rstrip('/')}/articles")
 
     written = stories["articles"] | "WriteArticles" >> WriteDataset("articles", output, run)
     _ = stories["stories"] | "WriteStories" >> WriteDataset("stories", output, run)

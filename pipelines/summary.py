@@ -47,7 +47,8 @@ def build_summary(counters: dict[str, int], run: Run, finished_at: datetime, out
         },
         "articles_written": c("articles_written"),
         "duplicates": {"exact": c("duplicates_exact"), "near": c("duplicates_near")},
-        "stories": {"new": c("stories_new"), "continued": c("stories_continued")},
+        "stories": {"new": c("stories_new"), "continued": c("stories_continued"),
+                    "index_restored": c("articles_restored_to_index")},
         "rejects": {"total": c("rejects_written"), "by_reason": rejects},
         "reconciled": accounted == c("entries_seen"),
     }
@@ -64,7 +65,9 @@ def format_summary(s: dict) -> str:
         f"  entries:  {e['seen']} seen = {e['articles_written']} articles + {e['rejected']} rejected "
         f"+ {e['already_stored']} already stored" + ("" if s["reconciled"] else "  ** DOES NOT RECONCILE **"),
         f"  articles: {s['articles_written']} written ({d['exact']} exact copies, {d['near']} near copies)",
-        f"  stories:  {st['new']} new, {st['continued']} continued",
+        f"  stories:  {st['new']} new, {st['continued']} continued"
+        + (f" ({st['index_restored']} articles of interrupted runs restored to the index)"
+           if st.get("index_restored") else ""),
         f"  rejects:  {s['rejects']['total']} ({reasons})",
     ]
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """End to end: the CLI over configs/fixtures.toml, and its contract for bad input."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -77,7 +78,8 @@ def test_stories_table_and_summary(fixtures_run):
     summary = json.loads(summary_file.read_text())
     assert summary["reconciled"] and summary["entries"] == {
         "seen": 15, "articles_written": 14, "rejected": 1, "already_stored": 0}
-    assert summary["duplicates"] == {"exact": 1, "near": 1} and summary["stories"] == {"new": 7, "continued": 0}
+    assert summary["duplicates"] == {"exact": 1, "near": 1}
+    assert summary["stories"] == {"new": 7, "continued": 0, "index_restored": 0}
     assert summary["rejects"]["by_reason"] == {"bad_feed": 1, "http_4xx": 1}
 
 
@@ -159,7 +161,9 @@ def test_help_documents_the_run_command():
     assert result.returncode == 0 and "--config" in result.stdout and "--output" in result.stdout
 
 
-def test_story_continues_across_runs(tmp_path):
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_story_continues_across_runs(tmp_path, interrupted):
+    """``interrupted``: the first run dies after writing its articles, before saving the story index."""
     fixtures = ROOT / "fixtures"
 
     def config(name, feeds):
@@ -172,10 +176,14 @@ def test_story_continues_across_runs(tmp_path):
     first, second = config("first", ["ledger.xml", "bytebeat.xml"]), config("second", ["techwire.xml", "markets.xml",
                                                                                        "econ.xml"])
     assert main(["run", "--config", str(first), "--output", str(out)]) == 0
+    stored_first = len(read(out, "articles"))
+    if interrupted:
+        shutil.rmtree(out / "_state" / "stories")
     assert main(["run", "--config", str(second), "--output", str(out)]) == 0
     story = {r["url"]: r["story_id"] for r in read(out, "articles")}
     assert len({story[u] for u in SEED_URLS}) == 1
     latest = json.loads(sorted((out / "_runs").glob("*.json"))[-1].read_text())
     assert latest["stories"]["continued"] >= 1
+    assert latest["stories"]["index_restored"] == (stored_first if interrupted else 0)
     rows = [s for s in read(out, "stories") if s["story_id"] == story[SEED_URLS[0]]]
     assert sorted(s["article_count"] for s in rows) == [3, 6]  # 2 originals + the copy, then all five outlets

@@ -30,6 +30,7 @@ from pipelines.config import StoriesConfig
 from pipelines.records import Article, Assignment, Run, Story
 from pipelines.stories.features import ArticleFeatures, article_features, cosine, jaccard
 from pipelines.stories.index import ArticleState, StoryIndex, StoryState, encode_index, load_index
+from pipelines.stories.recover import read_rows, restore, unindexed_files
 from pipelines.urls import stable_id
 
 STORIES = "stories"
@@ -129,19 +130,28 @@ def features_of(article: Article, run: Run) -> ArticleFeatures:
 
 
 class _AssignFn(beam.DoFn):
-    """Runs once per run with every new article's features; emits assignments, stories, the new index."""
+    """Runs once per run with every new article's features; emits assignments, stories, the new index.
 
-    def __init__(self, config: StoriesConfig, state_dir: str):
-        self._config, self._state_dir = config, state_dir
+    The index is first caught up with articles that interrupted runs stored but never indexed
+    (``pipelines.stories.recover``), when the stored articles' location is given.
+    """
+
+    def __init__(self, config: StoriesConfig, state_dir: str, run: Run, articles_dir: str | None):
+        self._config, self._state_dir, self._run, self._articles_dir = config, state_dir, run, articles_dir
 
     def process(self, keyed: tuple[None, Iterable[ArticleFeatures]]) -> Iterator:
         index = load_index(self._state_dir)
+        if self._articles_dir is not None:
+            files = unindexed_files(self._articles_dir, index, self._run.run_id, self._run.started_at,
+                                    timedelta(days=self._config.window_days))
+            metrics.inc("articles_restored_to_index", restore(index, read_rows(files)))
         result = assign_batch(index, keyed[1], self._config)
         for name, n in result.counts.items():
             metrics.inc(name, n)
         yield from result.assignments
         for story in result.stories:
             yield beam.pvalue.TaggedOutput(STORIES, story)
+        index.saved_by = self._run.run_id
         yield beam.pvalue.TaggedOutput(INDEX, encode_index(index))
 
 
@@ -158,9 +168,9 @@ class AssignStories(beam.PTransform):
     Articles already in the index (assigned by an earlier run) are dropped, not reassigned.
     """
 
-    def __init__(self, config: StoriesConfig, state_dir: str, run: Run):
+    def __init__(self, config: StoriesConfig, state_dir: str, run: Run, articles_dir: str | None = None):
         super().__init__()
-        self._config, self._state_dir, self._run = config, state_dir, run
+        self._config, self._state_dir, self._run, self._articles_dir = config, state_dir, run, articles_dir
 
     def expand(self, articles):
         run = self._run
@@ -169,7 +179,7 @@ class AssignStories(beam.PTransform):
             | "Features" >> beam.Map(features_of, run)
             | "OneGroup" >> beam.WithKeys(lambda _: None)
             | "Gather" >> beam.GroupByKey()
-            | "Assign" >> beam.ParDo(_AssignFn(self._config, self._state_dir)).with_outputs(
+            | "Assign" >> beam.ParDo(_AssignFn(self._config, self._state_dir, run, self._articles_dir)).with_outputs(
                 STORIES, INDEX, main="assignments")
         )
         assigned = (

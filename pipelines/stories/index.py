@@ -73,6 +73,7 @@ class StoryIndex:
     stories: dict[str, StoryState] = field(default_factory=dict)
     articles: dict[str, ArticleState] = field(default_factory=dict)
     newest: datetime | None = None
+    saved_by: str | None = None  # the run whose snapshot this is (see pipelines.stories.recover)
     _postings: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set), repr=False)
     _by_hash: dict[str, str] = field(default_factory=dict, repr=False)
     _members: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list), repr=False)
@@ -176,6 +177,7 @@ class StoryIndex:
     def to_json(self) -> dict:
         return {
             "format": FORMAT_VERSION,
+            "saved_by": self.saved_by,
             "newest": _iso(self.newest),
             "stories": [
                 {"story_id": s.story_id, "representative_id": s.representative_id, "title": s.title,
@@ -195,7 +197,7 @@ class StoryIndex:
     def from_json(cls, doc: dict) -> StoryIndex:
         if doc.get("format") not in (1, FORMAT_VERSION):
             raise ValueError(f"unsupported story index format {doc.get('format')!r}")
-        index = cls(newest=_parse(doc["newest"]) if doc["newest"] else None)
+        index = cls(newest=_parse(doc["newest"]) if doc["newest"] else None, saved_by=doc.get("saved_by"))
         for s in doc["stories"]:
             story = StoryState(
                 story_id=s["story_id"], representative_id=s["representative_id"], title=s["title"],

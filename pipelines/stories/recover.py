@@ -1,0 +1,89 @@
+"""Catching the story index up with articles that an interrupted run stored but never indexed.
+
+A run saves the story index only after its article files are written (``pipelines.sinks.SaveSnapshot``),
+so a run that dies in between leaves articles in ``articles/`` that the index does not know: their stories
+would not continue and later copies of them would not be marked. Each snapshot names the run that saved
+it (``StoryIndex.saved_by``); the next run finds the article files of later runs (a file's name starts
+with its run's id, and ids sort by start time) and adds those articles to the index under the story and
+duplicate status they were stored with, before it assigns its own. Nothing stored is changed.
+
+An index with no snapshot at all (the first run died, or the state was removed) is rebuilt the same way
+from the articles of runs that started within the window. Only the date partitions such runs can have
+written are listed, so the cost does not grow with the history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import suppress
+from datetime import datetime, timedelta
+
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines.stories.features import article_features
+from pipelines.stories.index import ArticleState, StoryIndex, StoryState
+from schemas import PARTITION_COLUMN
+
+COLUMNS = ["article_id", "story_id", "duplicate_of", "source", "title", "text", "language", "published_at",
+           "fetched_at", "content_hash", "run_id"]
+
+
+def run_of(path: str) -> str:
+    """The run id in a dataset file name ``<run_id>-SSSSS-of-NNNNN.parquet``."""
+    return path.rsplit("/", 1)[-1].rsplit("-", 3)[0]
+
+
+def unindexed_files(articles_dir: str, index: StoryIndex, current_run: str, started_at: datetime,
+                    window: timedelta) -> list[str]:
+    """Article files written by runs after the index's snapshot and before the current run, in run order."""
+    if index.saved_by is not None:
+        since = index.saved_by
+    elif not index.stories:  # no usable snapshot: rebuild from the runs within the window
+        since = f"{started_at - window:%Y%m%dT%H%M%SZ}"
+    else:  # a snapshot from before snapshots named their run: nothing to compare with
+        return []
+    # only the date partitions those runs can have written (a run's partition is its start date), and none
+    # older than the window: their stories would be pruned again at once
+    first = (started_at - window).date()
+    with suppress(ValueError):  # a run id that does not start with its date: list the whole window
+        first = max(first, datetime.strptime(since[:8], "%Y%m%d").date())
+    days = [first + timedelta(days=k) for k in range((started_at.date() - first).days + 1)]
+    patterns = [f"{articles_dir.rstrip('/')}/{PARTITION_COLUMN}={day.isoformat()}/*.parquet" for day in days]
+    paths = [m.path for result in FileSystems.match(patterns) for m in result.metadata_list] if patterns else []
+    return sorted((p for p in paths if since < run_of(p) < current_run), key=lambda p: (run_of(p), p))
+
+
+def read_rows(paths: Iterable[str]) -> list[dict]:
+    rows: list[dict] = []
+    for path in paths:
+        with FileSystems.open(path, compression_type="uncompressed") as f:
+            rows.extend(pq.read_table(f, columns=COLUMNS).to_pylist())
+    return rows
+
+
+def restore(index: StoryIndex, rows: Iterable[dict]) -> int:
+    """Add stored articles the index lacks, under their stored stories; returns how many were added.
+
+    Rows are taken in (run, time, article id) order, as their runs assigned them. A story the index
+    does not hold is re-created with the row's title; an article's terms join its story's centroid
+    unless it was stored as a copy, as in assignment.
+    """
+    added = 0
+    for row in sorted(rows, key=lambda r: (r["run_id"], r["published_at"] or r["fetched_at"], r["article_id"])):
+        if row["article_id"] in index.articles:
+            continue
+        time = row["published_at"] or row["fetched_at"]
+        feat = article_features(row["article_id"], row["source"], row["title"], row["text"], row["language"],
+                                time, row["content_hash"], dated=row["published_at"] is not None)
+        story = index.stories.get(row["story_id"])
+        if story is None:
+            story = StoryState(story_id=row["story_id"], representative_id=row["article_id"], title=row["title"],
+                               first_seen=time, last_seen=time, article_count=0, sources=set(), centroid={})
+            index.add_story(story)
+        if row["duplicate_of"] is None or not story.centroid:
+            index.merge_into_centroid(story, dict(feat.terms))
+        index.add_article(ArticleState(feat.article_id, story.story_id, time, feat.content_hash, feat.minhash),
+                          feat.source, time, feat.dated)
+        added += 1
+    return added
