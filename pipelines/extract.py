@@ -92,7 +92,7 @@ def extract_article(page: Page) -> Article:
         raise ExtractError("empty_extraction", f"{words} words of article text")
 
     entry = page.entry
-    canonical = canonicalize(meta.canonical or page.final_url)
+    canonical = meta.canonical or canonicalize(page.final_url)
     authors = _authors("; ".join(meta.authors)) or _authors(entry.author)
     return Article(
         article_id=article_id(canonical),

@@ -43,7 +43,7 @@ class PageMeta:
     image: str | None = None
     tags: tuple[str, ...] = ()
     language: str | None = None  # ISO 639 code, lower case, without region
-    canonical: str | None = None  # rel=canonical or og:url, when it names an article rather than a home page
+    canonical: str | None = None  # rel=canonical or og:url, canonicalised, when it names an article (not a home page)
 
 
 def page_meta(tree, url: str | None = None) -> PageMeta:
@@ -257,9 +257,9 @@ def _language(tree, meta: dict[str, list[str]]) -> str | None:
 def _canonical(tree, meta: dict[str, list[str]]) -> str | None:
     hrefs = [e.get("href") or "" for e in tree.iter("link") if (e.get("rel") or "").lower() == "canonical"]
     for href in [*hrefs, *meta.get("og:url", [])]:
-        href = href.strip()
-        if is_web_url(href) and canonicalize(href).rstrip("/").count("/") > 2:
-            return href
+        canonical = canonicalize(href)
+        if is_web_url(canonical) and canonical.rstrip("/").count("/") > 2:
+            return canonical
     return None
 
 

@@ -36,7 +36,7 @@ def build(p: beam.Pipeline, config: Config, run: Run, fetcher: Fetcher | None = 
     articles = extracted.articles | "SkipKnownArticles" >> SkipKnown(
         stored, "id", key=article_key, order=article_order, link=lambda a: a.url)
     stories = articles.new | "AssignStories" >> AssignStories(config.stories, state_dir(output, "stories"), run,
-                                                              articles_dir=f"{output.rstrip('/')}/articles")
+                                                              output=output)
 
     written = stories["articles"] | "WriteArticles" >> WriteDataset("articles", output, run)
     _ = stories["stories"] | "WriteStories" >> WriteDataset("stories", output, run)

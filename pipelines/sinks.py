@@ -29,8 +29,20 @@ def to_row(record: Article | Story | Reject, run: Run) -> dict[str, Any]:
     return row
 
 
+SHARDS = "-SSSSS-of-NNNNN"
+
+
+def partition_dir(output: str, name: str, day: str) -> str:
+    return f"{output.rstrip('/')}/{name}/{PARTITION_COLUMN}={day}"
+
+
 def dataset_prefix(output: str, name: str, run: Run) -> str:
-    return f"{output.rstrip('/')}/{name}/{PARTITION_COLUMN}={run.ingest_date}/{run.run_id}"
+    return f"{partition_dir(output, name, run.ingest_date)}/{run.run_id}"
+
+
+def run_of(path: str) -> str:
+    """The run id in a dataset file's name, ``<run_id>-SSSSS-of-NNNNN.parquet``."""
+    return path.rsplit("/", 1)[-1].rsplit("-", SHARDS.count("-"))[0]
 
 
 def _count(record: Article | Story | Reject) -> Article | Story | Reject:
@@ -59,7 +71,7 @@ class WriteDataset(beam.PTransform):
             | "ToRow" >> beam.Map(to_row, self._run)
             | "Parquet" >> beam.io.WriteToParquet(
                 dataset_prefix(self._output, self._name, self._run), schema, codec="zstd",
-                file_name_suffix=".parquet", shard_name_template="-SSSSS-of-NNNNN")
+                file_name_suffix=".parquet", shard_name_template=SHARDS)
         )
 
 

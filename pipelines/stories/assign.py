@@ -133,16 +133,16 @@ class _AssignFn(beam.DoFn):
     """Runs once per run with every new article's features; emits assignments, stories, the new index.
 
     The index is first caught up with articles that interrupted runs stored but never indexed
-    (``pipelines.stories.recover``), when the stored articles' location is given.
+    (``pipelines.stories.recover``), when the output holding them is given.
     """
 
-    def __init__(self, config: StoriesConfig, state_dir: str, run: Run, articles_dir: str | None):
-        self._config, self._state_dir, self._run, self._articles_dir = config, state_dir, run, articles_dir
+    def __init__(self, config: StoriesConfig, state_dir: str, run: Run, output: str | None):
+        self._config, self._state_dir, self._run, self._output = config, state_dir, run, output
 
     def process(self, keyed: tuple[None, Iterable[ArticleFeatures]]) -> Iterator:
         index = load_index(self._state_dir)
-        if self._articles_dir is not None:
-            files = unindexed_files(self._articles_dir, index, self._run.run_id, self._run.started_at,
+        if self._output is not None:
+            files = unindexed_files(self._output, index, self._run.run_id, self._run.started_at,
                                     timedelta(days=self._config.window_days))
             metrics.inc("articles_restored_to_index", restore(index, read_rows(files)))
         result = assign_batch(index, keyed[1], self._config)
@@ -168,9 +168,9 @@ class AssignStories(beam.PTransform):
     Articles already in the index (assigned by an earlier run) are dropped, not reassigned.
     """
 
-    def __init__(self, config: StoriesConfig, state_dir: str, run: Run, articles_dir: str | None = None):
+    def __init__(self, config: StoriesConfig, state_dir: str, run: Run, output: str | None = None):
         super().__init__()
-        self._config, self._state_dir, self._run, self._articles_dir = config, state_dir, run, articles_dir
+        self._config, self._state_dir, self._run, self._output = config, state_dir, run, output
 
     def expand(self, articles):
         run = self._run
@@ -179,7 +179,7 @@ class AssignStories(beam.PTransform):
             | "Features" >> beam.Map(features_of, run)
             | "OneGroup" >> beam.WithKeys(lambda _: None)
             | "Gather" >> beam.GroupByKey()
-            | "Assign" >> beam.ParDo(_AssignFn(self._config, self._state_dir, run, self._articles_dir)).with_outputs(
+            | "Assign" >> beam.ParDo(_AssignFn(self._config, self._state_dir, run, self._output)).with_outputs(
                 STORIES, INDEX, main="assignments")
         )
         assigned = (

@@ -23,20 +23,15 @@ from datetime import datetime, timedelta
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.sinks import partition_dir, run_of
 from pipelines.stories.features import article_features
 from pipelines.stories.index import ArticleState, StoryIndex, StoryState
-from schemas import PARTITION_COLUMN
 
 COLUMNS = ["article_id", "story_id", "duplicate_of", "source", "title", "text", "language", "published_at",
            "fetched_at", "content_hash", "run_id"]
 
 
-def run_of(path: str) -> str:
-    """The run id in a dataset file name ``<run_id>-SSSSS-of-NNNNN.parquet``."""
-    return path.rsplit("/", 1)[-1].rsplit("-", 3)[0]
-
-
-def unindexed_files(articles_dir: str, index: StoryIndex, current_run: str, started_at: datetime,
+def unindexed_files(output: str, index: StoryIndex, current_run: str, started_at: datetime,
                     window: timedelta) -> list[str]:
     """Article files written by runs after the index's snapshot and before the current run, in run order."""
     if index.saved_by is not None:
@@ -51,7 +46,7 @@ def unindexed_files(articles_dir: str, index: StoryIndex, current_run: str, star
     with suppress(ValueError):  # a run id that does not start with its date: list the whole window
         first = max(first, datetime.strptime(since[:8], "%Y%m%d").date())
     days = [first + timedelta(days=k) for k in range((started_at.date() - first).days + 1)]
-    patterns = [f"{articles_dir.rstrip('/')}/{PARTITION_COLUMN}={day.isoformat()}/*.parquet" for day in days]
+    patterns = [f"{partition_dir(output, 'articles', day.isoformat())}/*.parquet" for day in days]
     paths = [m.path for result in FileSystems.match(patterns) for m in result.metadata_list] if patterns else []
     return sorted((p for p in paths if since < run_of(p) < current_run), key=lambda p: (run_of(p), p))
 
@@ -71,11 +66,14 @@ def restore(index: StoryIndex, rows: Iterable[dict]) -> int:
     does not hold is re-created with the row's title; an article's terms join its story's centroid
     unless it was stored as a copy, as in assignment.
     """
+    def time_of(row: dict) -> datetime:
+        return row["published_at"] or row["fetched_at"]
+
     added = 0
-    for row in sorted(rows, key=lambda r: (r["run_id"], r["published_at"] or r["fetched_at"], r["article_id"])):
+    for row in sorted(rows, key=lambda r: (r["run_id"], time_of(r), r["article_id"])):
         if row["article_id"] in index.articles:
             continue
-        time = row["published_at"] or row["fetched_at"]
+        time = time_of(row)
         feat = article_features(row["article_id"], row["source"], row["title"], row["text"], row["language"],
                                 time, row["content_hash"], dated=row["published_at"] is not None)
         story = index.stories.get(row["story_id"])

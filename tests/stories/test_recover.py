@@ -13,9 +13,10 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipelines import state
 from pipelines.config import StoriesConfig
 from pipelines.records import Run
+from pipelines.sinks import run_of
 from pipelines.stories.assign import AssignStories, assign_batch
 from pipelines.stories.index import StoryIndex, encode_index
-from pipelines.stories.recover import COLUMNS, restore, run_of, unindexed_files
+from pipelines.stories.recover import COLUMNS, restore, unindexed_files
 from pipelines.text import content_hash
 from pipelines.urls import stable_id
 from tests.stories.helpers import T0, TEXTS, feat
@@ -60,15 +61,15 @@ def test_unindexed_files_are_those_of_runs_after_the_snapshot(tmp_path):
         write(articles / f"ingest_date={day}", run_id, [])
     saved = StoryIndex(saved_by="20250612T000000Z-bbb")
     now = datetime(2025, 6, 13, tzinfo=UTC)
-    files = unindexed_files(str(articles), saved, "20250613T000000Z-now", now, WINDOW)
+    files = unindexed_files(str(tmp_path), saved, "20250613T000000Z-now", now, WINDOW)
     assert [run_of(f) for f in files] == ["20250612T060000Z-ccc"]  # later than the snapshot, before this run
     # no snapshot at all: the runs within the window
-    assert [run_of(f) for f in unindexed_files(str(articles), StoryIndex(), "20250613T000000Z-now", now,
+    assert [run_of(f) for f in unindexed_files(str(tmp_path), StoryIndex(), "20250613T000000Z-now", now,
                                                timedelta(days=1))] == ["20250612T000000Z-bbb", "20250612T060000Z-ccc"]
     # a snapshot from before snapshots named their run: nothing to compare with
     old = StoryIndex()
     assign_batch(old, [feat("a", TEXTS["deal"])], CFG)
-    assert unindexed_files(str(articles), old, "20250613T000000Z-now", now, WINDOW) == []
+    assert unindexed_files(str(tmp_path), old, "20250613T000000Z-now", now, WINDOW) == []
 
 
 def test_composite_restores_an_interrupted_run_before_assigning(tmp_path):
@@ -80,7 +81,8 @@ def test_composite_restores_an_interrupted_run_before_assigning(tmp_path):
           [row("a", TEXTS["deal"], stable_id("story", "a"), "20250612T000000Z-died")])
     run = Run("20250613T000000Z-next", datetime(2025, 6, 13, tzinfo=UTC))
     with TestPipeline() as p:
-        out = p | beam.Create([article("b", TEXTS["deal2"], 2)]) | AssignStories(CFG, state_dir, run, str(articles))
+        out = (p | beam.Create([article("b", TEXTS["deal2"], 2)])
+               | AssignStories(CFG, state_dir, run, str(tmp_path / "out")))
         assert_that(out["articles"] | beam.Map(lambda a: (a.article_id, a.story_id)),
                     equal_to([("b", stable_id("story", "a"))]), label="articles")
         assert_that(out["stories"] | beam.Map(lambda s: (s.story_id, s.article_count)),
