@@ -1,57 +1,101 @@
 """The SkipKnown stage: drop what earlier runs stored, and keep one of each within-run duplicate.
 
 Keys: before fetching, an entry's canonical link; after extraction, the article id (from the page's
-canonical URL). A key found in the stored ``articles/`` dataset is counted as
-``entries_already_stored`` and dropped; several elements of this run with one key keep the first in
-a deterministic order and turn the rest into ``duplicate_url`` rejects (stage ``dedup``). The join is
-a CoGroupByKey, so memory does not grow with the stored history.
+canonical URL). An element is already stored when one of its lookup strings equals a value in the stored
+``articles/`` dataset: an entry's link as given or in canonical form against the stored ``url``,
+``final_url`` and ``canonical_url``; an article's id against ``article_id``. Such elements are counted as
+``entries_already_stored`` and dropped; several elements of this run with one key keep the first in a
+deterministic order and turn the rest into ``duplicate_url`` rejects (stage ``dedup``).
+
+The lookup goes the cheap way round: this run's lookup strings (a few thousand at most) are a side input,
+and each batch of stored rows is tested against them with one vectorised ``is_in`` per column, so only
+matches become Beam elements. The stored columns are still read once per run, but at columnar speed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import metrics
 from pipelines.records import Article, FeedEntry, Reject
+from pipelines.sinks import dataset_files
 from pipelines.urls import canonicalize
 
 REJECTS = "rejects"
-STORED_COLUMNS = ["article_id", "url", "final_url", "canonical_url"]
+ENTRY_COLUMNS = ("url", "final_url", "canonical_url")
+ARTICLE_COLUMNS = ("article_id",)
 
 
 def entry_key(entry: FeedEntry) -> str:
     return canonicalize(entry.link)
 
 
+def entry_lookups(entry: FeedEntry) -> list[str]:
+    """The entry's link as the feed gave it and in canonical form."""
+    return sorted({entry.link.strip(), entry_key(entry)})
+
+
 def article_key(article: Article) -> str:
     return article.article_id
 
 
-def stored_keys(row: dict[str, Any]) -> list[tuple[str, str]]:
-    """(kind, key) pairs a stored article row answers for: its URLs and its id."""
-    urls = {canonicalize(row["url"]), canonicalize(row["final_url"]), row["canonical_url"]}
-    return [("url", u) for u in sorted(urls)] + [("id", row["article_id"])]
+def article_lookups(article: Article) -> list[str]:
+    return [article.article_id]
 
 
-class ReadStoredKeys(beam.PTransform):
-    """The keys of every stored article as (kind, key); empty on the first run."""
+def stored_matches(table: pa.Table, columns: Iterable[str], lookup: dict[str, list[str]],
+                   wanted: pa.Array | None = None) -> list[str]:
+    """The keys whose lookup strings occur in ``columns`` of a batch of stored rows, sorted."""
+    if not lookup or table.num_rows == 0:
+        return []
+    wanted = wanted if wanted is not None else pa.array(sorted(lookup), pa.string())
+    found: set[str] = set()
+    for name in columns:
+        column = table.column(name)
+        found.update(v for v in pc.filter(column, pc.is_in(column, value_set=wanted)).unique().to_pylist()
+                     if v is not None)
+    return sorted({key for value in found for key in lookup[value]})
 
-    def __init__(self, output: str):
+
+class _MatchFn(beam.DoFn):
+    def __init__(self, columns: tuple[str, ...]):
+        self._columns = columns
+        self._wanted: tuple[int, pa.Array] | None = None
+
+    def process(self, table: pa.Table, lookup: dict[str, list[str]]) -> Iterator[str]:
+        if self._wanted is None or self._wanted[0] != id(lookup):  # one value set per side input, not per batch
+            self._wanted = (id(lookup), pa.array(sorted(lookup), pa.string()))
+        yield from stored_matches(table, self._columns, lookup, self._wanted[1])
+
+
+def _lookup_table(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    table: dict[str, set[str]] = {}
+    for value, key in pairs:
+        table.setdefault(value, set()).add(key)
+    return {value: sorted(keys) for value, keys in table.items()}
+
+
+class StoredKeys(beam.PTransform):
+    """(lookup string, key) pairs -> the keys found in the given columns of the stored articles."""
+
+    def __init__(self, output: str, columns: tuple[str, ...]):
         super().__init__()
-        self._pattern = f"{output.rstrip('/')}/articles/*/*.parquet"
+        self._pattern, self._columns = dataset_files(output, "articles"), columns
 
-    def expand(self, pbegin):
+    def expand(self, probes):
         if not FileSystems.match([self._pattern])[0].metadata_list:
-            return pbegin | "NothingStored" >> beam.Create([])
+            return probes.pipeline | "NothingStored" >> beam.Create([])
+        lookup = probes | "Lookup" >> beam.combiners.ToList() | "AsTable" >> beam.Map(_lookup_table)
         return (
-            pbegin
-            | "ReadArticles" >> beam.io.ReadFromParquet(self._pattern, columns=STORED_COLUMNS)
-            | "Keys" >> beam.FlatMap(stored_keys)
+            probes.pipeline
+            | "ReadStored" >> beam.io.ReadFromParquetBatched(self._pattern, columns=list(self._columns))
+            | "Match" >> beam.ParDo(_MatchFn(self._columns), lookup=beam.pvalue.AsSingleton(lookup))
         )
 
 
@@ -72,24 +116,30 @@ def _select(grouped: tuple[str, dict[str, list]], order: Callable, link: Callabl
 
 
 class SkipKnown(beam.PTransform):
-    """Elements -> the new ones, one per key; a ``rejects`` output for within-run duplicates."""
+    """Elements -> the new ones, one per key; a ``rejects`` output for within-run duplicates.
 
-    def __init__(self, stored, kind: str, key: Callable, order: Callable, link: Callable):
+    ``key`` names an element; ``lookups`` gives the strings to look for in the ``columns`` of the
+    articles stored under ``output``.
+    """
+
+    def __init__(self, output: str, columns: tuple[str, ...], key: Callable, lookups: Callable, order: Callable,
+                 link: Callable):
         super().__init__()
-        self._stored, self._kind = stored, kind
-        self._key, self._order, self._link = key, order, link
+        self._output, self._columns = output, columns
+        self._key, self._lookups, self._order, self._link = key, lookups, order, link
 
     def expand(self, items):
-        kind = self._kind
+        key, lookups = self._key, self._lookups
+        keyed = items | "KeyItems" >> beam.WithKeys(key)
         stored = (
-            self._stored
-            | "OfKind" >> beam.Filter(lambda kk: kk[0] == kind)
-            | "Key" >> beam.Map(lambda kk: kk[1])
+            keyed
+            | "Probes" >> beam.FlatMap(lambda kv: [(value, kv[0]) for value in lookups(kv[1])])
+            | "FindStored" >> StoredKeys(self._output, self._columns)
             | "Distinct" >> beam.Distinct()
             | "AsKeyed" >> beam.Map(lambda k: (k, True))
         )
         return (
-            {"item": items | "KeyItems" >> beam.WithKeys(self._key), "stored": stored}
+            {"item": keyed, "stored": stored}
             | "Join" >> beam.CoGroupByKey()
             | "Select" >> beam.ParDo(_select, self._order, self._link).with_outputs(REJECTS, main="new")
         )

@@ -12,7 +12,17 @@ from pipelines.config import Config
 from pipelines.extract import ExtractArticles
 from pipelines.feeds import ReadFeeds, encode_feed_states
 from pipelines.fetch import Fetcher, FetchPages
-from pipelines.known import ReadStoredKeys, SkipKnown, article_key, article_order, entry_key, entry_order
+from pipelines.known import (
+    ARTICLE_COLUMNS,
+    ENTRY_COLUMNS,
+    SkipKnown,
+    article_key,
+    article_lookups,
+    article_order,
+    entry_key,
+    entry_lookups,
+    entry_order,
+)
 from pipelines.records import Run
 from pipelines.sinks import SaveSnapshot, WriteDataset
 from pipelines.stories.assign import AssignStories
@@ -26,15 +36,15 @@ def build(p: beam.Pipeline, config: Config, run: Run, fetcher: Fetcher | None = 
     output = config.output.path
     fetcher = fetcher or Fetcher(config.fetch)
 
-    stored = p | "ReadStoredKeys" >> ReadStoredKeys(output)
     feeds = p | "Feeds" >> beam.Create(list(config.feeds))
     read = feeds | "ReadFeeds" >> ReadFeeds(fetcher, state_dir(output, "feeds"))
     entries = read.entries | "SkipKnownEntries" >> SkipKnown(
-        stored, "url", key=entry_key, order=entry_order, link=lambda e: e.link)
+        output, ENTRY_COLUMNS, key=entry_key, lookups=entry_lookups, order=entry_order, link=lambda e: e.link)
     fetched = entries.new | "FetchPages" >> FetchPages(fetcher)
     extracted = fetched.pages | "ExtractArticles" >> ExtractArticles()
     articles = extracted.articles | "SkipKnownArticles" >> SkipKnown(
-        stored, "id", key=article_key, order=article_order, link=lambda a: a.url)
+        output, ARTICLE_COLUMNS, key=article_key, lookups=article_lookups, order=article_order,
+        link=lambda a: a.url)
     stories = articles.new | "AssignStories" >> AssignStories(config.stories, state_dir(output, "stories"), run,
                                                               output=output)
 

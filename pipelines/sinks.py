@@ -36,6 +36,11 @@ def partition_dir(output: str, name: str, day: str) -> str:
     return f"{output.rstrip('/')}/{name}/{PARTITION_COLUMN}={day}"
 
 
+def dataset_files(output: str, name: str) -> str:
+    """A file pattern matching every file of a dataset, in all partitions."""
+    return f"{output.rstrip('/')}/{name}/{PARTITION_COLUMN}=*/*.parquet"
+
+
 def dataset_prefix(output: str, name: str, run: Run) -> str:
     return f"{partition_dir(output, name, run.ingest_date)}/{run.run_id}"
 

@@ -1,32 +1,90 @@
 from datetime import UTC, datetime
 
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.known import SkipKnown, entry_key, entry_order, stored_keys
+from pipelines.known import (
+    ARTICLE_COLUMNS,
+    ENTRY_COLUMNS,
+    SkipKnown,
+    StoredKeys,
+    entry_key,
+    entry_lookups,
+    entry_order,
+    stored_matches,
+)
 from tests.conftest import make_entry
 
 T = datetime(2025, 6, 13, tzinfo=UTC)
 
 
-def test_stored_keys_cover_every_url_form():
-    row = {"article_id": "abc", "url": "https://a.example/x?utm_source=rss", "final_url": "https://a.example/x",
-           "canonical_url": "https://a.example/x"}
-    assert stored_keys(row) == [("url", "https://a.example/x"), ("id", "abc")]
+def stored_table(*rows: tuple[str, str, str, str]) -> pa.Table:
+    return pa.table({name: [r[k] for r in rows] for k, name in enumerate(("article_id", *ENTRY_COLUMNS))})
 
 
-def test_skip_known_drops_stored_and_keeps_first_of_duplicates():
+def store(output, table: pa.Table, day: str = "2026-01-01", name: str = "run-00000-of-00001.parquet") -> None:
+    folder = output / "articles" / f"ingest_date={day}"
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, folder / name)
+
+
+def test_entry_lookups_are_the_link_as_given_and_canonical():
+    assert entry_lookups(make_entry("https://A.example/x?utm_source=rss#top")) == [
+        "https://A.example/x?utm_source=rss#top", "https://a.example/x"]
+    assert entry_lookups(make_entry("https://a.example/x")) == ["https://a.example/x"]
+
+
+def test_stored_matches_finds_any_form_in_any_column():
+    table = stored_table(
+        ("id1", "https://a.example/x?utm_source=rss", "https://a.example/x", "https://a.example/x"),
+        ("id2", "https://b.example/feed-link", "https://b.example/moved", "https://b.example/canonical"),
+        ("id3", "https://c.example/other", "https://c.example/other", "https://c.example/other"),
+    )
+    lookup = {
+        "https://a.example/x": ["https://a.example/x"],  # canonical form = stored canonical_url
+        "https://b.example/feed-link": ["https://b.example/feed-link"],  # raw link = stored url
+        "https://z.example/new": ["https://z.example/new"],  # not stored
+    }
+    assert stored_matches(table, ENTRY_COLUMNS, lookup) == ["https://a.example/x", "https://b.example/feed-link"]
+    assert stored_matches(table, ARTICLE_COLUMNS, {"id3": ["id3"], "id9": ["id9"]}) == ["id3"]
+    assert stored_matches(table, ENTRY_COLUMNS, {}) == []
+
+
+def test_stored_matches_ignores_nulls_and_maps_a_value_to_every_key():
+    table = pa.table({"url": pa.array([None, "https://a.example/x"], pa.string())})
+    assert stored_matches(table, ["url"], {"https://a.example/x": ["k1", "k2"]}) == ["k1", "k2"]
+
+
+def test_stored_keys_reads_every_partition(tmp_path):
+    store(tmp_path, stored_table(("id1", "https://a.example/1", "https://a.example/1", "https://a.example/1")))
+    store(tmp_path, stored_table(("id2", "https://a.example/2", "https://a.example/2", "https://a.example/2")),
+          day="2026-01-02")
+    with TestPipeline() as p:
+        probes = p | beam.Create([("https://a.example/1", "k1"), ("https://a.example/2", "k2"),
+                                  ("https://a.example/3", "k3")])
+        assert_that(probes | StoredKeys(str(tmp_path), ENTRY_COLUMNS), equal_to(["k1", "k2"]))
+
+
+@pytest.mark.parametrize("history", [True, False], ids=["stored", "nothing-stored"])
+def test_skip_known_drops_stored_and_keeps_first_of_duplicates(tmp_path, history):
+    if history:
+        store(tmp_path, stored_table(("old-id", "https://a.example/old?utm_source=rss", "https://a.example/old",
+                                      "https://a.example/old")))
     stored = make_entry("https://a.example/old")
     first = make_entry("https://a.example/dup?utm_source=x", published_at=T)
     second = make_entry("https://a.example/dup#comments", published_at=T.replace(hour=5),
                         feed_url="https://other.example/feed")
     fresh = make_entry("https://a.example/new")
     with TestPipeline() as p:
-        keys = p | "Stored" >> beam.Create([("url", "https://a.example/old"), ("id", "https://a.example/new")])
         out = (p | "Entries" >> beam.Create([stored, first, second, fresh])
-               | SkipKnown(keys, "url", key=entry_key, order=entry_order, link=lambda e: e.link))
-        assert_that(out.new | beam.Map(lambda e: e.link), equal_to([first.link, fresh.link]), label="new")
+               | SkipKnown(str(tmp_path), ENTRY_COLUMNS, key=entry_key, lookups=entry_lookups, order=entry_order,
+                           link=lambda e: e.link))
+        new = [first.link, fresh.link] + ([] if history else [stored.link])
+        assert_that(out.new | beam.Map(lambda e: e.link), equal_to(new), label="new")
         assert_that(out.rejects | beam.Map(lambda r: (r.url, r.feed_url, r.stage, r.reason, r.detail)),
                     equal_to([(second.link, second.feed_url, "dedup", "duplicate_url",
                                f"same article as {first.link}")]), label="rejects")
