@@ -49,29 +49,17 @@ def article_lookups(article: Article) -> list[str]:
     return [article.article_id]
 
 
-def stored_matches(table: pa.Table, columns: Iterable[str], lookup: dict[str, list[str]],
-                   wanted: pa.Array | None = None) -> list[str]:
+def stored_matches(table: pa.Table, columns: Iterable[str], lookup: dict[str, list[str]]) -> list[str]:
     """The keys whose lookup strings occur in ``columns`` of a batch of stored rows, sorted."""
     if not lookup or table.num_rows == 0:
         return []
-    wanted = wanted if wanted is not None else pa.array(sorted(lookup), pa.string())
+    wanted = pa.array(sorted(lookup), pa.string())
     found: set[str] = set()
     for name in columns:
         column = table.column(name)
         found.update(v for v in pc.filter(column, pc.is_in(column, value_set=wanted)).unique().to_pylist()
                      if v is not None)
     return sorted({key for value in found for key in lookup[value]})
-
-
-class _MatchFn(beam.DoFn):
-    def __init__(self, columns: tuple[str, ...]):
-        self._columns = columns
-        self._wanted: tuple[int, pa.Array] | None = None
-
-    def process(self, table: pa.Table, lookup: dict[str, list[str]]) -> Iterator[str]:
-        if self._wanted is None or self._wanted[0] != id(lookup):  # one value set per side input, not per batch
-            self._wanted = (id(lookup), pa.array(sorted(lookup), pa.string()))
-        yield from stored_matches(table, self._columns, lookup, self._wanted[1])
 
 
 def _lookup_table(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
@@ -95,7 +83,7 @@ class StoredKeys(beam.PTransform):
         return (
             probes.pipeline
             | "ReadStored" >> beam.io.ReadFromParquetBatched(self._pattern, columns=list(self._columns))
-            | "Match" >> beam.ParDo(_MatchFn(self._columns), lookup=beam.pvalue.AsSingleton(lookup))
+            | "Match" >> beam.FlatMap(stored_matches, self._columns, lookup=beam.pvalue.AsSingleton(lookup))
         )
 
 
@@ -135,7 +123,6 @@ class SkipKnown(beam.PTransform):
             keyed
             | "Probes" >> beam.FlatMap(lambda kv: [(value, kv[0]) for value in lookups(kv[1])])
             | "FindStored" >> StoredKeys(self._output, self._columns)
-            | "Distinct" >> beam.Distinct()
             | "AsKeyed" >> beam.Map(lambda k: (k, True))
         )
         return (
