@@ -90,6 +90,11 @@ def paragraphs(text: str) -> list[str]:
     return [p for p in parts if p]
 
 
+def body(row: dict) -> str:
+    """The article text as the stories stage sees it when it skips fetching and extraction."""
+    return "\n".join(paragraphs(row["text"]))
+
+
 def page(row: dict) -> str:
     title = html.escape(row.get("title") or "")
     body = "\n".join(f"<p>{html.escape(p)}</p>" for p in paragraphs(row["text"]))
@@ -168,7 +173,7 @@ def direct(runs: list[tuple[datetime, list[dict]]]) -> tuple[dict[str, str], flo
         for r in rows:
             published = (datetime.fromisoformat(r["published"]).replace(hour=12, tzinfo=UTC)
                          if r.get("published") else when)
-            text = "\n".join(paragraphs(r["text"]))
+            text = body(r)
             # the pipeline's article id, so that ties in time are ordered as the pipeline orders them
             batch.append(article_features(article_id(canonicalize(f"{BASE}/{r['id']}")), r.get("source") or "",
                                           r.get("title") or None, text, "en", published, content_hash(text),
@@ -181,7 +186,7 @@ def direct(runs: list[tuple[datetime, list[dict]]]) -> tuple[dict[str, str], flo
 def vectors(rows: list[dict]) -> list[dict[str, float]]:
     from pipelines.stories.features import term_vector
 
-    return [term_vector(r.get("title") or None, "\n".join(paragraphs(r["text"])), "en") for r in rows]
+    return [term_vector(r.get("title") or None, body(r), "en") for r in rows]
 
 
 def average_link_merges(sim: list[list[float]]) -> list[tuple[float, int, int]]:
