@@ -179,7 +179,7 @@ def direct(runs: list[tuple[datetime, list[dict]]]) -> tuple[dict[str, str], flo
                                           r.get("title") or None, text, "en", published, content_hash(text),
                                           dated=bool(r.get("published"))))
             ids[batch[-1].article_id] = r["id"]
-        pred.update({ids[a.article_id]: a.story_id for a in assign_batch(index, batch, config).assignments})
+        pred.update({ids[a.article_id]: a.story_id for a in assign_batch(index, batch, config, when).assignments})
     return pred, time.perf_counter() - start
 
 

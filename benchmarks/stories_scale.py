@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     while ingested < args.articles:
         batch = [next(stream) for _ in range(min(args.batch, args.articles - ingested))]
         started = time.perf_counter()
-        assign_batch(index, batch, config)
+        assign_batch(index, batch, config, max(f.time for f in batch))  # the run clock: its newest article
         per_article = (time.perf_counter() - started) / len(batch) * 1e6
         ingested += len(batch)
         if ingested in checkpoints:

@@ -21,6 +21,7 @@ from trafilatura.settings import Document
 from trafilatura.utils import load_html
 
 from pipelines import metrics
+from pipelines.failures import Guarded
 from pipelines.pagemeta import page_meta
 from pipelines.records import Article, Page, Reject
 from pipelines.text import clean, content_hash
@@ -170,7 +171,7 @@ class _ExtractFn(beam.DoFn):
 
 
 class ExtractArticles(beam.PTransform):
-    """Page -> Article, with a ``rejects`` output of Reject (stage ``extract``)."""
+    """Page -> ``articles`` (Article) and ``rejects`` (Reject, stage ``extract``)."""
 
     def expand(self, pages):
-        return pages | "Extract" >> beam.ParDo(_ExtractFn()).with_outputs(REJECTS, main="articles")
+        return pages | "Extract" >> Guarded(beam.ParDo(_ExtractFn()), "extract", REJECTS, main="articles")

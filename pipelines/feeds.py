@@ -18,6 +18,7 @@ import calendar
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -25,6 +26,7 @@ import apache_beam as beam
 import feedparser
 
 from pipelines import metrics, state
+from pipelines.failures import Guarded
 from pipelines.fetch import Fetcher, FetcherDoFn, FetchError
 from pipelines.records import FeedEntry, FeedSpec, FeedState, Reject
 from pipelines.text import clean, html_to_text
@@ -40,15 +42,31 @@ class BadFeed(Exception):
         self.reason = reason
 
 
+_CHARREF = re.compile(rb"&#([xX][0-9a-fA-F]+|[0-9]+);")
+
+
+def _safe_charref(match: re.Match) -> bytes:
+    """A character reference to a code point no text can hold (NUL, a UTF-16 surrogate, beyond U+10FFFF)
+    becomes U+FFFD: feedparser raises on them, so one in one title would cost the whole feed."""
+    digits = match.group(1)
+    code = int(digits[1:], 16) if digits[:1] in (b"x", b"X") else int(digits)
+    return b"&#xFFFD;" if code == 0 or 0xD800 <= code <= 0xDFFF or code > 0x10FFFF else match.group(0)
+
+
 def parse_feed(body: bytes, feed_url: str, now: datetime) -> tuple[list[FeedEntry], list[Reject], bool]:
     """Parse feed bytes into entries and entry-level rejects; also says whether the feed was ill-formed.
 
-    Raises BadFeed when the bytes are not a feed with entries (reason ``bad_feed`` or ``empty_feed``).
+    Raises BadFeed when the bytes are not a feed with entries (reason ``bad_feed`` or ``empty_feed``),
+    including when the parser itself fails on them.
     """
     if body.lstrip()[:1] == b"{":
         entries, rejects = parse_json_feed(body, feed_url, now)
         return entries, rejects, False
-    parsed = feedparser.parse(body, sanitize_html=False, resolve_relative_uris=False)
+    try:
+        parsed = feedparser.parse(_CHARREF.sub(_safe_charref, body), sanitize_html=False,
+                                  resolve_relative_uris=False)
+    except Exception as e:  # feedparser's failures on hostile bytes are not typed; they make a bad feed
+        raise BadFeed(f"the feed parser failed: {type(e).__name__}: {e}") from None
     bozo = bool(parsed.get("bozo"))
     if not parsed.entries:
         if bozo:
@@ -190,24 +208,19 @@ class _ReadFeedFn(FetcherDoFn):
             if previous is not None:  # the next run compares with the last good read
                 yield beam.pvalue.TaggedOutput(STATES, previous)
             detail = e.detail if isinstance(e, FetchError) else str(e)
-            yield self._feed_reject(feed, e.reason, detail, now)
+            yield beam.pvalue.TaggedOutput(REJECTS, Reject(feed.url, None, "feed", e.reason, detail, now))
             return
-        if bozo:
-            metrics.inc("feeds_bozo")
-        metrics.inc("entries_seen", len(entries) + len(rejects))
         for reject in rejects:
             yield beam.pvalue.TaggedOutput(REJECTS, reject)
         yield from entries
         yield beam.pvalue.TaggedOutput(STATES, current)
-
-    @staticmethod
-    def _feed_reject(feed: FeedSpec, reason: str, detail: str, now: datetime):
-        metrics.inc("feeds_rejected")
-        return beam.pvalue.TaggedOutput(REJECTS, Reject(feed.url, None, "feed", reason, detail, now))
+        if bozo:
+            metrics.inc("feeds_bozo")
+        metrics.inc("entries_seen", len(entries) + len(rejects))  # counted last: nothing after it can fail
 
 
 class ReadFeeds(beam.PTransform):
-    """FeedSpec -> FeedEntry, with outputs ``rejects`` (Reject, stage ``feed``) and ``states`` (FeedState).
+    """FeedSpec -> ``entries`` (FeedEntry), ``rejects`` (Reject, stage ``feed``) and ``states`` (FeedState).
 
     Feeds unchanged since the run that saved ``state_dir`` (HTTP 304, or the same body) yield no entries.
     """
@@ -220,6 +233,6 @@ class ReadFeeds(beam.PTransform):
         return (
             feeds
             | "Reshuffle" >> beam.Reshuffle()  # spread feeds over workers before the slow fetches
-            | "ReadFeed" >> beam.ParDo(_ReadFeedFn(self._fetcher, self._state_dir)).with_outputs(
-                REJECTS, STATES, main="entries")
+            | "ReadFeed" >> Guarded(beam.ParDo(_ReadFeedFn(self._fetcher, self._state_dir)), "feed",
+                                   REJECTS, STATES, main="entries")
         )

@@ -38,6 +38,7 @@ import urllib3
 
 from pipelines import metrics
 from pipelines.config import FetchConfig
+from pipelines.failures import Guarded
 from pipelines.records import FeedEntry, FeedState, Page, Reject
 from pipelines.urls import is_web_url, resolve_url
 
@@ -433,12 +434,12 @@ def host_shard(entry: FeedEntry, shards: int) -> tuple[str, int]:
     return host, zlib.crc32(entry.link.encode()) % shards
 
 
-class _FetchPageFn(FetcherDoFn):
-    def process(self, keyed: tuple[tuple[str, int], Iterable[FeedEntry]]):
-        for entry in sorted(keyed[1], key=lambda e: e.link):
-            yield from self._fetch(entry)
+def in_host_order(keyed: tuple[tuple[str, int], Iterable[FeedEntry]]) -> list[FeedEntry]:
+    return sorted(keyed[1], key=lambda e: e.link)
 
-    def _fetch(self, entry: FeedEntry):
+
+class _FetchPageFn(FetcherDoFn):
+    def process(self, entry: FeedEntry):
         now = datetime.now(UTC)
         try:
             resp = self._fetcher.get(entry.link, check_robots=True)
@@ -448,16 +449,20 @@ class _FetchPageFn(FetcherDoFn):
             yield beam.pvalue.TaggedOutput(REJECTS, Reject(entry.link, entry.feed_url, "fetch", e.reason,
                                                            e.detail, now))
             return
+        page = Page(entry, resp.final_url, resp.status, resp.content_type, resp.body, now)
         metrics.inc("pages_fetched")
-        yield Page(entry, resp.final_url, resp.status, resp.content_type, resp.body, now)
+        yield page
 
 
 class FetchPages(beam.PTransform):
-    """FeedEntry -> Page, with a ``rejects`` output of Reject (stage ``fetch``).
+    """FeedEntry -> ``pages`` (Page) and ``rejects`` (Reject, stage ``fetch``).
 
     Politeness that holds on any number of workers: entries are grouped by (host, shard) with
     ``host_concurrency`` shards per host, so at most that many workers fetch from one host at once, and
-    each fetches its share one page at a time, ``host_delay`` apart.
+    each fetches its share one page at a time, ``host_delay`` apart (the fetch step is fused with the
+    grouping's output, as every Beam runner fuses a ParDo chain, so a group's pages are fetched in turn by
+    one worker). Each page is its own element for failure handling: one page that breaks the fetcher
+    rejects that page, not its host's group.
     """
 
     def __init__(self, fetcher: Fetcher):
@@ -466,9 +471,12 @@ class FetchPages(beam.PTransform):
 
     def expand(self, entries):
         shards = self._fetcher.config.host_concurrency
-        return (
-            entries
-            | "ByHost" >> beam.WithKeys(lambda e: host_shard(e, shards))
+        keyed = entries | "ByHost" >> Guarded(beam.Map(lambda e: (host_shard(e, shards), e)), "fetch")
+        fetched = (
+            keyed["main"]
             | "GroupByHost" >> beam.GroupByKey()
-            | "Fetch" >> beam.ParDo(_FetchPageFn(self._fetcher)).with_outputs(REJECTS, main="pages")
+            | "InHostOrder" >> beam.FlatMap(in_host_order)
+            | "Fetch" >> Guarded(beam.ParDo(_FetchPageFn(self._fetcher)), "fetch", REJECTS, main="pages")
         )
+        rejects = (keyed[REJECTS], fetched[REJECTS]) | "AllRejects" >> beam.Flatten()
+        return {"pages": fetched["pages"], REJECTS: rejects}

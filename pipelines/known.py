@@ -23,11 +23,13 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import metrics
+from pipelines.failures import Guarded
 from pipelines.records import Article, FeedEntry, Reject
 from pipelines.sinks import dataset_files
 from pipelines.urls import canonicalize
 
 REJECTS = "rejects"
+PROBES = "probes"
 ENTRY_COLUMNS = ("url", "final_url", "canonical_url")
 ARTICLE_COLUMNS = ("article_id",)
 
@@ -87,6 +89,15 @@ class StoredKeys(beam.PTransform):
         )
 
 
+def _key(item, key: Callable, lookups: Callable) -> Iterator:
+    """(key, item), and a (lookup string, key) probe per lookup string on the ``probes`` output."""
+    k = key(item)
+    probes = [(value, k) for value in lookups(item)]
+    yield k, item
+    for probe in probes:
+        yield beam.pvalue.TaggedOutput(PROBES, probe)
+
+
 def _select(grouped: tuple[str, dict[str, list]], order: Callable, link: Callable) -> Iterator:
     _, groups = grouped
     items = groups["item"]
@@ -96,15 +107,16 @@ def _select(grouped: tuple[str, dict[str, list]], order: Callable, link: Callabl
         metrics.inc("entries_already_stored", len(items))
         return
     first, *rest = sorted(items, key=order)
-    yield first
     now = datetime.now(UTC)
-    for item in rest:
-        yield beam.pvalue.TaggedOutput(REJECTS, Reject(
-            link(item), item.feed_url, "dedup", "duplicate_url", f"same article as {link(first)}", now))
+    duplicates = [Reject(link(item), item.feed_url, "dedup", "duplicate_url", f"same article as {link(first)}", now)
+                  for item in rest]
+    yield first
+    for reject in duplicates:
+        yield beam.pvalue.TaggedOutput(REJECTS, reject)
 
 
 class SkipKnown(beam.PTransform):
-    """Elements -> the new ones, one per key; a ``rejects`` output for within-run duplicates.
+    """Elements -> ``new`` (one per key, not stored before) and ``rejects`` (within-run duplicates, failures).
 
     ``key`` names an element; ``lookups`` gives the strings to look for in the ``columns`` of the
     articles stored under ``output``.
@@ -117,19 +129,19 @@ class SkipKnown(beam.PTransform):
         self._key, self._lookups, self._order, self._link = key, lookups, order, link
 
     def expand(self, items):
-        key, lookups = self._key, self._lookups
-        keyed = items | "KeyItems" >> beam.WithKeys(key)
+        keyed = items | "KeyItems" >> Guarded(beam.FlatMap(_key, self._key, self._lookups), "dedup", PROBES)
         stored = (
-            keyed
-            | "Probes" >> beam.FlatMap(lambda kv: [(value, kv[0]) for value in lookups(kv[1])])
+            keyed[PROBES]
             | "FindStored" >> StoredKeys(self._output, self._columns)
             | "AsKeyed" >> beam.Map(lambda k: (k, True))
         )
-        return (
-            {"item": keyed, "stored": stored}
+        selected = (
+            {"item": keyed["main"], "stored": stored}
             | "Join" >> beam.CoGroupByKey()
-            | "Select" >> beam.ParDo(_select, self._order, self._link).with_outputs(REJECTS, main="new")
+            | "Select" >> Guarded(beam.FlatMap(_select, self._order, self._link), "dedup", REJECTS, main="new")
         )
+        rejects = (keyed[REJECTS], selected[REJECTS]) | "AllRejects" >> beam.Flatten()
+        return {"new": selected["new"], REJECTS: rejects}
 
 
 def article_order(article: Article) -> tuple:

@@ -38,27 +38,28 @@ def build(p: beam.Pipeline, config: Config, run: Run, fetcher: Fetcher | None = 
 
     feeds = p | "Feeds" >> beam.Create(list(config.feeds))
     read = feeds | "ReadFeeds" >> ReadFeeds(fetcher, state_dir(output, "feeds"))
-    entries = read.entries | "SkipKnownEntries" >> SkipKnown(
+    entries = read["entries"] | "SkipKnownEntries" >> SkipKnown(
         output, ENTRY_COLUMNS, key=entry_key, lookups=entry_lookups, order=entry_order, link=lambda e: e.link)
-    fetched = entries.new | "FetchPages" >> FetchPages(fetcher)
-    extracted = fetched.pages | "ExtractArticles" >> ExtractArticles()
-    articles = extracted.articles | "SkipKnownArticles" >> SkipKnown(
+    fetched = entries["new"] | "FetchPages" >> FetchPages(fetcher)
+    extracted = fetched["pages"] | "ExtractArticles" >> ExtractArticles()
+    articles = extracted["articles"] | "SkipKnownArticles" >> SkipKnown(
         output, ARTICLE_COLUMNS, key=article_key, lookups=article_lookups, order=article_order,
         link=lambda a: a.url)
-    stories = articles.new | "AssignStories" >> AssignStories(config.stories, state_dir(output, "stories"), run,
-                                                              output=output)
+    stories = articles["new"] | "AssignStories" >> AssignStories(config.stories, state_dir(output, "stories"), run,
+                                                                 output=output)
 
     written = stories["articles"] | "WriteArticles" >> WriteDataset("articles", output, run)
-    _ = stories["stories"] | "WriteStories" >> WriteDataset("stories", output, run)
+    story_rows = stories["stories"] | "WriteStories" >> WriteDataset("stories", output, run)
     _ = (
-        (read.rejects, entries.rejects, fetched.rejects, extracted.rejects, articles.rejects)
+        (read["rejects"], entries["rejects"], fetched["rejects"], extracted["rejects"], articles["rejects"],
+         stories["rejects"], written["rejects"], story_rows["rejects"])
         | "AllRejects" >> beam.Flatten()
         | "WriteRejects" >> WriteDataset("rejects", output, run)
     )
-    _ = stories["index"] | "SaveIndex" >> SaveSnapshot(state_dir(output, "stories"), run, after=written)
+    _ = stories["index"] | "SaveIndex" >> SaveSnapshot(state_dir(output, "stories"), run, after=written["files"])
     _ = (
-        read.states
+        read["states"]
         | "AllFeedStates" >> beam.combiners.ToList()
         | "EncodeFeedStates" >> beam.Map(encode_feed_states)
-        | "SaveFeedStates" >> SaveSnapshot(state_dir(output, "feeds"), run, after=written)
+        | "SaveFeedStates" >> SaveSnapshot(state_dir(output, "feeds"), run, after=written["files"])
     )

@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 
+from pipelines.text import scrub
+
 # The fixed vocabulary of reject reasons. A reason names what went wrong, the stage names where.
 REJECT_REASONS = frozenset(
     {
@@ -31,10 +33,25 @@ REJECT_REASONS = frozenset(
         "empty_extraction",  # no article text found on the page
         "extraction_error",  # the extractor failed on the page
         "duplicate_url",  # another entry of this run resolves to the same article
+        "internal_error",  # processing the element raised an unexpected exception (see pipelines.failures)
     }
 )
 
-STAGES = ("feed", "fetch", "extract", "dedup")
+STAGES = ("feed", "dedup", "fetch", "extract", "stories", "write")
+
+
+def _scrub_strings(record: object) -> None:
+    """Replace lone surrogates in a frozen record's text fields (see ``pipelines.text.scrub``)."""
+    for f in dataclasses.fields(record):  # type: ignore[arg-type]
+        value = getattr(record, f.name)
+        if isinstance(value, str):
+            clean_value: object = scrub(value)
+        elif isinstance(value, tuple) and value and all(isinstance(v, str) for v in value):
+            clean_value = tuple(scrub(v) for v in value)
+        else:
+            continue
+        if clean_value != value:
+            object.__setattr__(record, f.name, clean_value)
 
 
 @dataclass(frozen=True)
@@ -66,6 +83,9 @@ class FeedEntry:
     published_at: datetime | None = None
     summary: str | None = None
     author: str | None = None
+
+    def __post_init__(self) -> None:
+        _scrub_strings(self)  # feeds are where untrusted text enters
 
     def sort_key(self) -> tuple:
         """Deterministic order among entries: earliest published first, then by link."""
@@ -109,6 +129,9 @@ class Article:
     image_url: str | None = None
     tags: tuple[str, ...] | None = None
 
+    def __post_init__(self) -> None:
+        _scrub_strings(self)  # pages are where untrusted text enters
+
     def with_story(self, story_id: str, duplicate_of: str | None) -> Article:
         return dataclasses.replace(self, story_id=story_id, duplicate_of=duplicate_of)
 
@@ -148,6 +171,7 @@ class Reject:
     at: datetime
 
     def __post_init__(self) -> None:
+        _scrub_strings(self)  # urls and details carry input and exception messages
         if self.reason not in REJECT_REASONS:
             raise ValueError(f"unknown reject reason {self.reason!r}")
         if self.stage not in STAGES:

@@ -16,6 +16,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from pipelines import metrics, state
+from pipelines.failures import REJECTS, Guarded
 from pipelines.records import Article, Reject, Run, Story
 from schemas import DATASETS, PARTITION_COLUMN
 
@@ -27,6 +28,22 @@ def to_row(record: Article | Story | Reject, run: Run) -> dict[str, Any]:
             row[key] = list(value)
     row["run_id"] = run.run_id
     return row
+
+
+def checked_row(record: Article | Story | Reject, run: Run, schema: pa.Schema) -> dict[str, Any]:
+    """The record's row, converted once on its own so that a value the schema cannot hold fails this
+    record (a reject) instead of the file it would share with others."""
+    row = to_row(record, run)
+    pa.RecordBatch.from_pylist([row], schema=schema)
+    return row
+
+
+def last_resort_row(reject: Reject, run: Run) -> dict[str, Any]:
+    """The row of a reject about a reject row that could not be written: ASCII text, which always converts."""
+    ascii_ = lambda text: str(text).encode("ascii", "backslashreplace").decode()  # noqa: E731
+    return {"url": ascii_(reject.url), "feed_url": None if reject.feed_url is None else ascii_(reject.feed_url),
+            "stage": reject.stage, "reason": reject.reason, "detail": ascii_(reject.detail), "run_id": run.run_id,
+            "at": reject.at}
 
 
 SHARDS = "-SSSSS-of-NNNNN"
@@ -50,19 +67,27 @@ def run_of(path: str) -> str:
     return path.rsplit("/", 1)[-1].rsplit("-", SHARDS.count("-"))[0]
 
 
-def _count(record: Article | Story | Reject) -> Article | Story | Reject:
-    if isinstance(record, Article):
+def count_row(row: dict[str, Any], name: str) -> dict[str, Any]:
+    """Counts a row about to be written: the run summary's articles and rejects come from here."""
+    if name == "articles":
         metrics.inc("articles_written")
-    elif isinstance(record, Reject):
+    elif name == "rejects":
         metrics.inc("rejects_written")
-        metrics.inc(f"rejected_{record.reason}")
-        if record.feed_url is not None:
+        metrics.inc(f"rejected_{row['reason']}")
+        if row["feed_url"] is not None:
             metrics.inc("entries_rejected")
-    return record
+        elif row["stage"] == "feed":
+            metrics.inc("feeds_rejected")
+    return row
 
 
 class WriteDataset(beam.PTransform):
-    """Records -> one Parquet dataset; returns the PCollection of written file names."""
+    """Records -> one Parquet dataset: ``files`` (the written file names) and ``rejects`` (records that
+    could not be written, stage ``write``).
+
+    In ``rejects/`` itself, a reject whose row cannot be written becomes an ``internal_error`` reject in
+    plain ASCII, written there too, so no failure is lost.
+    """
 
     def __init__(self, name: str, output: str, run: Run):
         super().__init__()
@@ -70,14 +95,20 @@ class WriteDataset(beam.PTransform):
 
     def expand(self, records):
         schema: pa.Schema = DATASETS[self._name]
-        return (
-            records
-            | "Count" >> beam.Map(_count)
-            | "ToRow" >> beam.Map(to_row, self._run)
+        rows = records | "ToRow" >> Guarded(beam.Map(checked_row, self._run, schema), "write")
+        good, unwritable = rows["main"], rows[REJECTS]
+        if self._name == "rejects":
+            last_resort = unwritable | "LastResort" >> beam.Map(last_resort_row, self._run)
+            good = (good, last_resort) | "AllRows" >> beam.Flatten()
+            unwritable = records.pipeline | "NothingUnwritten" >> beam.Create([])
+        files = (
+            good
+            | "Count" >> beam.Map(count_row, self._name)
             | "Parquet" >> beam.io.WriteToParquet(
                 dataset_prefix(self._output, self._name, self._run), schema, codec="zstd",
                 file_name_suffix=".parquet", shard_name_template=SHARDS)
         )
+        return {"files": files, REJECTS: unwritable}
 
 
 class SaveSnapshot(beam.PTransform):

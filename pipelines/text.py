@@ -10,7 +10,16 @@ import lxml.html
 from lxml.etree import ParserError
 
 _SPACE = re.compile(r"\s+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _NON_WORD = re.compile(r"[^\w\s]")
+
+
+def scrub(text: str) -> str:
+    """Text that UTF-8 (and so Parquet) can store: lone UTF-16 surrogates, which feeds and JSON produce from
+    escapes such as ``&#xD800;`` or ``\\ud800``, become U+FFFD."""
+    if text.isascii():
+        return text
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def clean(text: str | None) -> str | None:

@@ -86,9 +86,9 @@ def test_extract_articles_composite():
                  b"<html><body></body></html>", datetime(2025, 6, 14, tzinfo=UTC))
     with TestPipeline() as p:
         out = p | beam.Create([good, empty]) | ExtractArticles()
-        assert_that(out.articles | beam.Map(lambda a: a.title), equal_to(
+        assert_that(out["articles"] | beam.Map(lambda a: a.title), equal_to(
             ["Microsoft takes minority stake in Mistral AI as French start-up raises €2 billion"]), label="ok")
-        assert_that(out.rejects | beam.Map(lambda r: (r.url, r.stage, r.reason)),
+        assert_that(out["rejects"] | beam.Map(lambda r: (r.url, r.stage, r.reason)),
                     equal_to([("https://a.example/empty", "extract", "empty_extraction")]), label="rejects")
 
 

@@ -67,10 +67,10 @@ def test_read_feeds_composite(tmp_path):
     missing = FeedSpec(str(tmp_path / "gone.xml"))
     with TestPipeline() as p:
         out = p | beam.Create([good, broken, missing]) | ReadFeeds(Fetcher(FetchConfig()), str(tmp_path / "state"))
-        assert_that(out.entries | beam.Map(lambda e: e.link), equal_to([
+        assert_that(out["entries"] | beam.Map(lambda e: e.link), equal_to([
             fixture_url("techwire", "/2025/06/meta-invests-billions-in-scale-ai"),
             fixture_url("techwire", "/2025/06/scale-ai-pentagon-thunderforge-contract")]), label="entries")
-        assert_that(out.rejects | beam.Map(lambda r: (r.url, r.stage, r.reason, r.feed_url)), equal_to([
+        assert_that(out["rejects"] | beam.Map(lambda r: (r.url, r.stage, r.reason, r.feed_url)), equal_to([
             (broken.url, "feed", "bad_feed", None), (missing.url, "feed", "not_found", None)]), label="rejects")
 
 
@@ -120,9 +120,9 @@ def test_unchanged_feed_is_read_once_and_costs_nothing_more(tmp_path):
     def read_once(run_id: str, expected_entries: int):
         with TestPipeline() as p:
             out = p | beam.Create([feed]) | ReadFeeds(Fetcher(FetchConfig()), state_dir)
-            _ = (out.states | beam.combiners.ToList() | beam.Map(encode_feed_states)
+            _ = (out["states"] | beam.combiners.ToList() | beam.Map(encode_feed_states)
                  | beam.Map(lambda snapshot: state.save(state_dir, run_id, snapshot)))
-            assert_that(out.entries | beam.combiners.Count.Globally(), equal_to([expected_entries]))
+            assert_that(out["entries"] | beam.combiners.Count.Globally(), equal_to([expected_entries]))
 
     read_once("20250613T000000Z-first", 3)
     read_once("20250614T000000Z-second", 0)

@@ -202,9 +202,9 @@ def test_fetch_pages_composite(server):
     with TestPipeline() as p:
         polite = Fetcher(FetchConfig(allow_private_addresses=True, host_delay=0.0))
         out = p | beam.Create([ok, pdf, gone]) | FetchPages(polite)
-        assert_that(out.pages | beam.Map(lambda pg: (pg.entry.link, pg.status)), equal_to([(ok.link, 200)]),
+        assert_that(out["pages"] | beam.Map(lambda pg: (pg.entry.link, pg.status)), equal_to([(ok.link, 200)]),
                     label="pages")
-        assert_that(out.rejects | beam.Map(lambda r: (r.url, r.stage, r.reason)),
+        assert_that(out["rejects"] | beam.Map(lambda r: (r.url, r.stage, r.reason)),
                     equal_to([(pdf.link, "fetch", "not_html"), (gone.link, "fetch", "http_4xx")]), label="rejects")
 
 

@@ -84,7 +84,7 @@ def test_skip_known_drops_stored_and_keeps_first_of_duplicates(tmp_path, history
                | SkipKnown(str(tmp_path), ENTRY_COLUMNS, key=entry_key, lookups=entry_lookups, order=entry_order,
                            link=lambda e: e.link))
         new = [first.link, fresh.link] + ([] if history else [stored.link])
-        assert_that(out.new | beam.Map(lambda e: e.link), equal_to(new), label="new")
-        assert_that(out.rejects | beam.Map(lambda r: (r.url, r.feed_url, r.stage, r.reason, r.detail)),
+        assert_that(out["new"] | beam.Map(lambda e: e.link), equal_to(new), label="new")
+        assert_that(out["rejects"] | beam.Map(lambda r: (r.url, r.feed_url, r.stage, r.reason, r.detail)),
                     equal_to([(second.link, second.feed_url, "dedup", "duplicate_url",
                                f"same article as {first.link}")]), label="rejects")

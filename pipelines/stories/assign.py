@@ -13,7 +13,10 @@ Assignment is online: articles are taken one at a time in (time, article_id) ord
 index of earlier runs plus the articles already assigned in this run, and earlier assignments are
 never rewritten. Feature extraction runs in parallel; the assignment itself runs once per run on one
 worker (a single-key GroupByKey), which is what makes it deterministic whatever the bundle order.
-Its cost per article depends on the window's candidates, not on the history.
+Its cost per article depends on the window's candidates, not on the history. An article whose
+assignment raises is a reject (``pipelines.failures``); the index is changed only once its decision is made.
+The index ages by the runs' clock: after a run it keeps the stories that runs added to within
+``window_days`` before its start (see ``pipelines.stories.index``).
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 
 import apache_beam as beam
 
 from pipelines import metrics
 from pipelines.config import StoriesConfig
+from pipelines.failures import Guarded, attempt, rejects_for
 from pipelines.records import Article, Assignment, Run, Story
 from pipelines.stories.features import ArticleFeatures, article_features, cosine, jaccard
 from pipelines.stories.index import ArticleState, StoryIndex, StoryState, encode_index, load_index
@@ -35,6 +40,7 @@ from pipelines.urls import stable_id
 
 STORIES = "stories"
 INDEX = "index"
+REJECTS = "rejects"
 QUERY_TERMS = 30  # an article looks up candidate stories by this many of its strongest terms
 
 
@@ -43,21 +49,29 @@ class AssignResult:
     assignments: list[Assignment] = field(default_factory=list)
     stories: list[Story] = field(default_factory=list)  # every story the batch touched, after it
     counts: Counter = field(default_factory=Counter)
+    failed: list[tuple[ArticleFeatures, str]] = field(default_factory=list)  # (article, what went wrong)
 
 
-def assign_batch(index: StoryIndex, batch: Iterable[ArticleFeatures], config: StoriesConfig) -> AssignResult:
+def assign_batch(index: StoryIndex, batch: Iterable[ArticleFeatures], config: StoriesConfig,
+                 now: datetime) -> AssignResult:
     """Assign a run's articles in (time, article_id) order, updating ``index`` in place.
 
-    The index is pruned to the window afterwards; the returned story rows are taken before that.
+    ``now`` is the run's start: stories record it when they gain an article, and afterwards the index keeps
+    the stories touched within the window before it. The returned story rows are taken before pruning.
     """
     window = timedelta(days=config.window_days)
     existing = set(index.stories)
     result = AssignResult()
     touched: dict[str, None] = {}
     for feat in sorted(batch, key=lambda f: (f.time, f.article_id)):
-        if feat.article_id in index.articles:  # already assigned by an earlier run
+        known = index.articles.get(feat.article_id)
+        if known is not None:  # assigned by an earlier run that did not store it (a failed write, a lost
+            result.assignments.append(Assignment(feat.article_id, known.story_id))  # file): stored now
             continue
-        assignment = _assign_one(index, feat, config, window)
+        assignment, error = attempt(partial(_assign_one, index, feat, config, window, now))
+        if assignment is None:
+            result.failed.append((feat, error or "no assignment"))
+            continue
         result.assignments.append(assignment)
         touched.setdefault(assignment.story_id, None)
         if assignment.duplicate_kind:
@@ -65,29 +79,34 @@ def assign_batch(index: StoryIndex, batch: Iterable[ArticleFeatures], config: St
     result.stories = story_rows(index, touched)
     result.counts["stories_new"] = sum(1 for s in touched if s not in existing)
     result.counts["stories_continued"] = sum(1 for s in touched if s in existing)
-    index.prune(window)
+    index.prune(now - window)
     return result
 
 
-def _assign_one(index: StoryIndex, feat: ArticleFeatures, config: StoriesConfig,
-                window: timedelta) -> Assignment:
+def _assign_one(index: StoryIndex, feat: ArticleFeatures, config: StoriesConfig, window: timedelta,
+                now: datetime) -> Assignment:
+    # decide, reading the index only ...
     original = index.exact_copy_of(feat.content_hash)
     kind = "exact" if original else None
     if original is None:
         original = _near_copy_of(index, feat, config.near_duplicate_threshold)
         kind = "near" if original else None
-
     # a copy whose original's story has left the window is assigned like any other article
     story = index.stories.get(original.story_id) if original else None
+    vector = None
     if story is None:
         original, kind = None, None
         vector = dict(feat.terms)
         candidates = index.candidate_stories(list(feat.terms[:QUERY_TERMS]), feat.time, window, feat.dated)
-        story = _best_story(candidates, vector, config.threshold) or _new_story(index, feat)
-        index.merge_into_centroid(story, vector)
+        story = _best_story(candidates, vector, config.threshold)
 
+    # ... then record the decision
+    if vector is not None:
+        story = story or _new_story(index, feat)
+        index.merge_into_centroid(story, vector)
+    assert story is not None
     index.add_article(ArticleState(feat.article_id, story.story_id, feat.time, feat.content_hash, feat.minhash),
-                      feat.source, feat.time, feat.dated)
+                      feat.source, feat.time, feat.dated, now)
     return Assignment(feat.article_id, story.story_id,
                       original.article_id if original else None, kind)
 
@@ -126,7 +145,7 @@ def story_rows(index: StoryIndex, story_ids: Iterable[str]) -> list[Story]:
 def features_of(article: Article, run: Run) -> ArticleFeatures:
     return article_features(article.article_id, article.source, article.title, article.text, article.language,
                             article.published_at or run.started_at, article.content_hash,
-                            dated=article.published_at is not None)
+                            dated=article.published_at is not None, url=article.url, feed_url=article.feed_url)
 
 
 class _AssignFn(beam.DoFn):
@@ -144,15 +163,19 @@ class _AssignFn(beam.DoFn):
         if self._output is not None:
             files = unindexed_files(self._output, index, self._run.run_id, self._run.started_at,
                                     timedelta(days=self._config.window_days))
-            metrics.inc("articles_restored_to_index", restore(index, read_rows(files)))
-        result = assign_batch(index, keyed[1], self._config)
-        for name, n in result.counts.items():
-            metrics.inc(name, n)
+            metrics.inc("articles_restored_to_index", restore(index, read_rows(files), self._run.started_at))
+        result = assign_batch(index, keyed[1], self._config, self._run.started_at)
+        index.saved_by = self._run.run_id
+        snapshot = encode_index(index)
         yield from result.assignments
         for story in result.stories:
             yield beam.pvalue.TaggedOutput(STORIES, story)
-        index.saved_by = self._run.run_id
-        yield beam.pvalue.TaggedOutput(INDEX, encode_index(index))
+        for feat, detail in result.failed:
+            for reject in rejects_for(feat, "stories", detail):
+                yield beam.pvalue.TaggedOutput(REJECTS, reject)
+        yield beam.pvalue.TaggedOutput(INDEX, snapshot)
+        for name, n in result.counts.items():
+            metrics.inc(name, n)
 
 
 def _attach(joined: tuple[str, dict[str, list]]) -> Iterator[Article]:
@@ -163,9 +186,10 @@ def _attach(joined: tuple[str, dict[str, list]]) -> Iterator[Article]:
 
 
 class AssignStories(beam.PTransform):
-    """Article -> Article with story fields; also ``stories`` (Story) and ``index`` (the new index, encoded, to save).
+    """Article -> ``articles`` with story fields, ``stories`` (Story), ``index`` (the new index, encoded, to
+    save) and ``rejects`` (articles whose features or assignment failed).
 
-    Articles already in the index (assigned by an earlier run) are dropped, not reassigned.
+    An article the index already holds (stored articles never get here) keeps the story it was given.
     """
 
     def __init__(self, config: StoriesConfig, state_dir: str, run: Run, output: str | None = None):
@@ -174,20 +198,21 @@ class AssignStories(beam.PTransform):
 
     def expand(self, articles):
         run = self._run
+        features = articles | "Features" >> Guarded(beam.Map(features_of, run), "stories")
         results = (
-            articles
-            | "Features" >> beam.Map(features_of, run)
+            features["main"]
             | "OneGroup" >> beam.WithKeys(lambda _: None)
             | "Gather" >> beam.GroupByKey()
-            | "Assign" >> beam.ParDo(_AssignFn(self._config, self._state_dir, run, self._output)).with_outputs(
-                STORIES, INDEX, main="assignments")
+            | "Assign" >> Guarded(beam.ParDo(_AssignFn(self._config, self._state_dir, run, self._output)),
+                                  "stories", STORIES, INDEX, REJECTS, main="assignments")
         )
         assigned = (
             {
                 "article": articles | "KeyArticles" >> beam.WithKeys(lambda a: a.article_id),
-                "assignment": results.assignments | "KeyAssignments" >> beam.WithKeys(lambda a: a.article_id),
+                "assignment": results["assignments"] | "KeyAssignments" >> beam.WithKeys(lambda a: a.article_id),
             }
             | "Join" >> beam.CoGroupByKey()
             | "Attach" >> beam.FlatMap(_attach)
         )
-        return {"articles": assigned, STORIES: results[STORIES], INDEX: results[INDEX]}
+        rejects = (features[REJECTS], results[REJECTS]) | "AllRejects" >> beam.Flatten()
+        return {"articles": assigned, STORIES: results[STORIES], INDEX: results[INDEX], REJECTS: rejects}

@@ -48,6 +48,8 @@ class ArticleFeatures:
     terms: tuple[tuple[str, float], ...]  # sorted by weight, descending; L2 norm 1
     minhash: tuple[int, ...]
     dated: bool = True  # ``time`` is a publication date, not a fetch time
+    url: str = ""  # the entry's link and feed: what a failure to assign the article rejects
+    feed_url: str | None = None
 
 
 def tokens(text: str) -> list[str]:
@@ -114,9 +116,11 @@ def jaccard(a: tuple[int, ...], b: tuple[int, ...]) -> float:
 
 
 def article_features(article_id: str, source: str, title: str | None, text: str, language: str | None,
-                     time: datetime, content_hash: str, dated: bool = True) -> ArticleFeatures:
+                     time: datetime, content_hash: str, dated: bool = True, url: str = "",
+                     feed_url: str | None = None) -> ArticleFeatures:
     vec = term_vector(title, text, language)
     return ArticleFeatures(
         article_id=article_id, source=source, title=title, time=time, content_hash=content_hash,
         terms=tuple(sorted(vec.items(), key=lambda kv: (-kv[1], kv[0]))), minhash=minhash(text), dated=dated,
+        url=url, feed_url=feed_url,
     )

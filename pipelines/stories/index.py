@@ -7,8 +7,11 @@ exactly. Time narrows the candidates only where it is known on both sides: a dat
 with stories whose members' publication dates come within the window of its own, and with stories that
 have no dated member; an undated article (its time is only when it was fetched) with every story held.
 Candidate originals for near-copy checks come from a MinHash LSH band index. So the work per article is
-bounded by constants, whatever the history. ``prune`` drops stories (and their articles)
-whose last article is more than a window older than the newest time seen, which bounds memory.
+bounded by constants, whatever the history. The index ages by the runs' clock, not by article times: a
+story records when a run last added an article to it (``touched``), and ``prune`` drops the stories (and
+their articles) no run has touched since a horizon (the run's start minus the window). So memory is
+bounded by what the runs of one window ingest, an article dated in the future cannot empty the index, and
+a backfill of old articles still continues its stories in the next run.
 
 Persistence: one snapshot per run through ``pipelines.state`` (Beam's filesystems, a ``CURRENT`` pointer).
 """
@@ -21,7 +24,9 @@ from datetime import datetime, timedelta
 
 from pipelines import state
 
-FORMAT_VERSION = 2  # 2 added the stories' dated span; a format-1 snapshot is read as if all members were dated
+# 2 added the stories' dated span (a format-1 snapshot is read as if all members were dated); 3 ages stories
+# by the run that last touched them instead of by the newest article (older snapshots: by their last article)
+FORMAT_VERSION = 3
 POSTING_TERMS = 30  # a story is findable by this many of its strongest centroid terms
 CENTROID_TERMS = 120  # a story's centroid keeps this many terms
 MAX_POSTING = 500  # a term posted by more active stories than this identifies none of them
@@ -44,6 +49,7 @@ class StoryState:
     norm: float = 0.0  # L2 norm of centroid; both are set by set_centroid
     dated_first: datetime | None = None  # earliest and latest publication date of a member; None if none is dated
     dated_last: datetime | None = None
+    touched: datetime | None = None  # the start of the last run that added an article (None: read from format < 3)
 
     def near_in_time(self, time: datetime, window: timedelta) -> bool:
         """Whether a dated article at ``time`` may join: within the window of the dated members, if any."""
@@ -72,7 +78,6 @@ class ArticleState:
 class StoryIndex:
     stories: dict[str, StoryState] = field(default_factory=dict)
     articles: dict[str, ArticleState] = field(default_factory=dict)
-    newest: datetime | None = None
     saved_by: str | None = None  # the run whose snapshot this is (see pipelines.stories.recover)
     _postings: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set), repr=False)
     _by_hash: dict[str, str] = field(default_factory=dict, repr=False)
@@ -110,8 +115,12 @@ class StoryIndex:
         self.stories[story.story_id] = story
         self._post(story)
 
-    def add_article(self, article: ArticleState, source: str, time: datetime, dated: bool = True) -> StoryState:
+    def add_article(self, article: ArticleState, source: str, time: datetime, dated: bool,
+                    run_time: datetime) -> StoryState:
+        """Add an article at ``time`` (its publication date if ``dated``, else when it was fetched) to its
+        story, by a run that started at ``run_time``."""
         story = self.stories[article.story_id]
+        story.touched = max(story.touched or run_time, run_time)
         story.article_count += 1
         story.sources.add(source)
         story.first_seen = min(story.first_seen, time)
@@ -120,7 +129,6 @@ class StoryIndex:
             story.dated_first = min(story.dated_first or time, time)
             story.dated_last = max(story.dated_last or time, time)
         self._index_article(article)
-        self.newest = time if self.newest is None else max(self.newest, time)
         return story
 
     def merge_into_centroid(self, story: StoryState, terms: dict[str, float]) -> None:
@@ -131,12 +139,9 @@ class StoryIndex:
         story.set_centroid(centroid)
         self._post(story)
 
-    def prune(self, window: timedelta) -> int:
-        """Drop stories and articles older than the window before the newest time; returns stories dropped."""
-        if self.newest is None:
-            return 0
-        horizon = self.newest - window
-        old = [s for s in self.stories.values() if s.last_seen < horizon]
+    def prune(self, horizon: datetime) -> int:
+        """Drop the stories (and their articles) no run has touched since ``horizon``; returns how many."""
+        old = [s for s in self.stories.values() if (s.touched or s.last_seen) < horizon]
         for story in old:
             self._unpost(story)
             del self.stories[story.story_id]
@@ -178,11 +183,10 @@ class StoryIndex:
         return {
             "format": FORMAT_VERSION,
             "saved_by": self.saved_by,
-            "newest": _iso(self.newest),
             "stories": [
                 {"story_id": s.story_id, "representative_id": s.representative_id, "title": s.title,
                  "first_seen": _iso(s.first_seen), "last_seen": _iso(s.last_seen),
-                 "dated_first": _iso(s.dated_first), "dated_last": _iso(s.dated_last),
+                 "dated_first": _iso(s.dated_first), "dated_last": _iso(s.dated_last), "touched": _iso(s.touched),
                  "article_count": s.article_count, "sources": sorted(s.sources), "centroid": s.centroid}
                 for s in sorted(self.stories.values(), key=lambda s: s.story_id)
             ],
@@ -195,9 +199,9 @@ class StoryIndex:
 
     @classmethod
     def from_json(cls, doc: dict) -> StoryIndex:
-        if doc.get("format") not in (1, FORMAT_VERSION):
+        if doc.get("format") not in (1, 2, FORMAT_VERSION):
             raise ValueError(f"unsupported story index format {doc.get('format')!r}")
-        index = cls(newest=_parse(doc["newest"]) if doc["newest"] else None, saved_by=doc.get("saved_by"))
+        index = cls(saved_by=doc.get("saved_by"))
         for s in doc["stories"]:
             story = StoryState(
                 story_id=s["story_id"], representative_id=s["representative_id"], title=s["title"],
@@ -205,7 +209,7 @@ class StoryIndex:
                 article_count=s["article_count"], sources=set(s["sources"]), centroid={},
                 # format 1 had no dated span: every member counted as dated
                 dated_first=_maybe(s.get("dated_first", s["first_seen"])),
-                dated_last=_maybe(s.get("dated_last", s["last_seen"])))
+                dated_last=_maybe(s.get("dated_last", s["last_seen"])), touched=_maybe(s.get("touched")))
             story.set_centroid(s["centroid"])
             index.add_story(story)
         for a in doc["articles"]:

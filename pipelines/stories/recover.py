@@ -59,8 +59,9 @@ def read_rows(paths: Iterable[str]) -> list[dict]:
     return rows
 
 
-def restore(index: StoryIndex, rows: Iterable[dict]) -> int:
-    """Add stored articles the index lacks, under their stored stories; returns how many were added.
+def restore(index: StoryIndex, rows: Iterable[dict], now: datetime) -> int:
+    """Add stored articles the index lacks, under their stored stories, as the run starting at ``now``
+    does; returns how many were added.
 
     Rows are taken in (run, time, article id) order, as their runs assigned them. A story the index
     does not hold is re-created with the row's title; an article's terms join its story's centroid
@@ -84,6 +85,6 @@ def restore(index: StoryIndex, rows: Iterable[dict]) -> int:
         if row["duplicate_of"] is None or not story.centroid:
             index.merge_into_centroid(story, dict(feat.terms))
         index.add_article(ArticleState(feat.article_id, story.story_id, time, feat.content_hash, feat.minhash),
-                          feat.source, time, feat.dated)
+                          feat.source, time, feat.dated, now)
         added += 1
     return added

@@ -25,7 +25,7 @@ def by_id(result):
 def test_same_event_joins_different_event_starts_a_story():
     index = StoryIndex()
     r = by_id(assign_batch(index, [feat("a", TEXTS["deal"]), feat("b", TEXTS["deal2"], 1),
-                                   feat("c", TEXTS["llama"], 2), feat("d", TEXTS["weather"], 3)], CFG))
+                                   feat("c", TEXTS["llama"], 2), feat("d", TEXTS["weather"], 3)], CFG, T0))
     assert r["a"].story_id == r["b"].story_id == stable_id("story", "a")
     assert len({r["a"].story_id, r["c"].story_id, r["d"].story_id}) == 3
     assert all(x.duplicate_of is None for x in r.values())
@@ -36,12 +36,12 @@ def test_an_undated_article_is_not_kept_apart_by_its_fetch_time():
     # dated five days later, it is outside the 3-day window and starts a story
     for dated, joins in ((False, True), (True, False)):
         index = StoryIndex()
-        first = by_id(assign_batch(index, [feat("a", TEXTS["deal"])], CFG))
+        first = by_id(assign_batch(index, [feat("a", TEXTS["deal"])], CFG, T0))
         late = replace(feat("late", TEXTS["deal2"], 24 * 5), dated=dated)
-        r = by_id(assign_batch(index, [late], CFG))
+        r = by_id(assign_batch(index, [late], CFG, T0))
         assert (r["late"].story_id == first["a"].story_id) is joins
     story = StoryIndex()
-    assign_batch(story, [feat("a", TEXTS["deal"]), replace(feat("late", TEXTS["deal2"], 24 * 5), dated=False)], CFG)
+    assign_batch(story, [feat("a", TEXTS["deal"]), replace(feat("late", TEXTS["deal2"], 24 * 5), dated=False)], CFG, T0)
     (held,) = story.stories.values()
     assert held.dated_last == T0 and held.last_seen == T0 + timedelta(days=5)  # the dated span skips fetch times
 
@@ -49,7 +49,7 @@ def test_an_undated_article_is_not_kept_apart_by_its_fetch_time():
 def test_exact_and_near_copies_point_at_the_original():
     index = StoryIndex()
     result = assign_batch(index, [feat("orig", TEXTS["llama"] * 3), feat("copy", TEXTS["llama"] * 3, 1),
-                                  feat("near", (TEXTS["llama"] * 3).replace("phones,", "smartphones,", 1), 2)], CFG)
+                                  feat("near", (TEXTS["llama"] * 3).replace("phones,", "smartphones,", 1), 2)], CFG, T0)
     r = by_id(result)
     assert (r["copy"].duplicate_of, r["copy"].duplicate_kind) == ("orig", "exact")
     assert (r["near"].duplicate_of, r["near"].duplicate_kind) == ("orig", "near")
@@ -60,19 +60,19 @@ def test_exact_and_near_copies_point_at_the_original():
 def test_assignment_ignores_input_order():
     feats = [feat("a", TEXTS["deal"]), feat("b", TEXTS["deal2"], 1), feat("c", TEXTS["llama"], 1),
              feat("d", TEXTS["weather"], 2)]
-    expected = by_id(assign_batch(StoryIndex(), feats, CFG))
+    expected = by_id(assign_batch(StoryIndex(), feats, CFG, T0))
     for seed in range(5):
         shuffled = feats[:]
         random.Random(seed).shuffle(shuffled)
-        assert by_id(assign_batch(StoryIndex(), shuffled, CFG)) == expected
+        assert by_id(assign_batch(StoryIndex(), shuffled, CFG, T0)) == expected
 
 
 def test_story_continues_across_batches_and_rows_are_cumulative():
     index = StoryIndex()
-    first = assign_batch(index, [feat("a", TEXTS["deal"], source="Ledger")], CFG)
-    second = assign_batch(index, [feat("b", TEXTS["deal2"], 5, source="Wire"), feat("a", TEXTS["deal"])], CFG)
-    assert [a.article_id for a in second.assignments] == ["b"]  # "a" was assigned by the first batch
-    assert second.assignments[0].story_id == first.assignments[0].story_id
+    first = assign_batch(index, [feat("a", TEXTS["deal"], source="Ledger")], CFG, T0)
+    second = assign_batch(index, [feat("b", TEXTS["deal2"], 5, source="Wire"), feat("a", TEXTS["deal"])], CFG, T0)
+    assert [a.article_id for a in second.assignments] == ["a", "b"]  # "a" keeps the story it was given
+    assert {a.story_id for a in second.assignments} == {first.assignments[0].story_id}
     assert second.counts["stories_continued"] == 1 and second.counts["stories_new"] == 0
     (story,) = second.stories
     assert story.article_count == 2 and story.sources == ("Ledger", "Wire") and story.representative_id == "a"
@@ -88,7 +88,7 @@ def article(article_id: str, text: str, hours: float, published=True) -> Article
 def test_assign_stories_composite_continues_stored_index(tmp_path):
     state_dir = str(tmp_path / "state")
     index = StoryIndex()
-    assign_batch(index, [feat("a", TEXTS["deal"])], CFG)
+    assign_batch(index, [feat("a", TEXTS["deal"])], CFG, T0)
     state.save(state_dir, "20250612T000000Z-prev", encode_index(index))
     run = Run("20250613T000000Z-next", datetime(2025, 6, 13, tzinfo=UTC))
     deal_story = stable_id("story", "a")

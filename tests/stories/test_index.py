@@ -5,14 +5,14 @@ from pipelines import state
 from pipelines.config import StoriesConfig
 from pipelines.stories.assign import assign_batch
 from pipelines.stories.index import StoryIndex, encode_index, load_index
-from tests.stories.helpers import TEXTS, feat
+from tests.stories.helpers import T0, TEXTS, feat
 
 CFG = StoriesConfig()
 
 
 def test_snapshot_roundtrip_through_filesystems(tmp_path):
     index = StoryIndex()
-    assign_batch(index, [feat("a", TEXTS["deal"]), feat("b", TEXTS["llama"], 1)], CFG)
+    assign_batch(index, [feat("a", TEXTS["deal"]), feat("b", TEXTS["llama"], 1)], CFG, T0)
     state_dir = str(tmp_path / "state")
     assert load_index(state_dir).stories == {}  # first run: empty
     for run_id in ("20250101T000000Z-a", "20250102T000000Z-b", "20250103T000000Z-c", "20250104T000000Z-d"):
@@ -30,8 +30,8 @@ def test_snapshot_roundtrip_through_filesystems(tmp_path):
 
 def test_prune_drops_stories_outside_the_window():
     index = StoryIndex()
-    assign_batch(index, [feat("old", TEXTS["llama"], 0)], CFG)
-    assign_batch(index, [feat("new", TEXTS["weather"], 24 * 5)], CFG)  # 5 days later, 3-day window
+    assign_batch(index, [feat("old", TEXTS["llama"], 0)], CFG, T0)
+    assign_batch(index, [feat("new", TEXTS["weather"], 24 * 5)], CFG, T0 + timedelta(days=5))  # 3-day window
     assert [s.representative_id for s in index.stories.values()] == ["new"]
     assert set(index.articles) == {"new"}
     assert index.exact_copy_of(feat("old", TEXTS["llama"]).content_hash) is None
@@ -40,7 +40,7 @@ def test_prune_drops_stories_outside_the_window():
 
 def test_candidates_respect_time_window():
     index = StoryIndex()
-    assign_batch(index, [feat("a", TEXTS["deal"], 0)], CFG)
+    assign_batch(index, [feat("a", TEXTS["deal"], 0)], CFG, T0)
     terms = list(feat("b", TEXTS["deal2"]).terms)
     assert index.candidate_stories(terms, feat("b", "", 24).time, timedelta(days=3))
     assert not index.candidate_stories(terms, feat("b", "", 24 * 4).time, timedelta(days=3))
@@ -49,7 +49,7 @@ def test_candidates_respect_time_window():
 def test_near_copy_candidates_come_from_lsh_bands():
     index = StoryIndex()
     base = " ".join(f"word{i}" for i in range(400))
-    assign_batch(index, [feat("orig", base), feat("other", TEXTS["weather"], 1)], CFG)
+    assign_batch(index, [feat("orig", base), feat("other", TEXTS["weather"], 1)], CFG, T0)
     edited = base.replace("word200", "changed")
     found = [a.article_id for a in index.near_copy_candidates(feat("x", edited).minhash)]
     assert found == ["orig"]
@@ -74,9 +74,9 @@ def test_candidates_are_bounded_and_best_voted(monkeypatch):
 def test_time_narrows_candidates_only_where_both_sides_are_dated():
     window = timedelta(days=3)
     dated = StoryIndex()
-    assign_batch(dated, [feat("a", TEXTS["deal"], 0)], CFG)
+    assign_batch(dated, [feat("a", TEXTS["deal"], 0)], CFG, T0)
     undated = StoryIndex()
-    assign_batch(undated, [replace(feat("a", TEXTS["deal"], 0), dated=False)], CFG)
+    assign_batch(undated, [replace(feat("a", TEXTS["deal"], 0), dated=False)], CFG, T0)
     terms = list(feat("b", TEXTS["deal2"]).terms)
     late = feat("b", "", 24 * 10).time  # ten days later
     assert not dated.candidate_stories(terms, late, window)  # both dated: too far apart
@@ -85,14 +85,15 @@ def test_time_narrows_candidates_only_where_both_sides_are_dated():
     assert undated.stories[next(iter(undated.stories))].dated_first is None
 
 
-def test_a_format_1_snapshot_is_read_with_every_member_dated():
+def test_older_snapshots_are_read():
     index = StoryIndex()
-    assign_batch(index, [feat("a", TEXTS["deal"], 0)], CFG)
-    doc = index.to_json()
-    doc["format"] = 1
+    assign_batch(index, [feat("a", TEXTS["deal"], 0)], CFG, T0)
+    doc = index.to_json() | {"format": 2, "newest": T0.isoformat()}  # format 2 kept the newest article time
+    assert StoryIndex.from_json(doc).to_json() == index.to_json()
+    doc["format"] = 1  # format 1 had no dated span: every member is read as dated
     for story in doc["stories"]:
         del story["dated_first"], story["dated_last"]
     loaded = StoryIndex.from_json(doc)
     story = next(iter(loaded.stories.values()))
     assert (story.dated_first, story.dated_last) == (story.first_seen, story.last_seen)
-    assert loaded.to_json() == index.to_json() | {"format": 2}
+    assert loaded.to_json() == index.to_json()

@@ -37,12 +37,12 @@ def test_restore_adds_stored_articles_under_their_stories_and_a_follow_up_joins(
     index = StoryIndex()
     rows = [row("a", TEXTS["deal"], "story-a", "r1"), row("copy", TEXTS["deal"], "story-a", "r1", 1, "a"),
             row("w", TEXTS["weather"], "story-w", "r1", 2)]
-    assert restore(index, rows) == 3
-    assert restore(index, rows) == 0  # what the index holds is not added twice
+    assert restore(index, rows, T0) == 3
+    assert restore(index, rows, T0) == 0  # what the index holds is not added twice
     assert {a: index.articles[a].story_id for a in ("a", "copy", "w")} == {
         "a": "story-a", "copy": "story-a", "w": "story-w"}
     assert index.stories["story-a"].article_count == 2 and index.stories["story-a"].representative_id == "a"
-    r = assign_batch(index, [feat("b", TEXTS["deal2"], 5), feat("c", TEXTS["deal"], 6)], CFG)
+    r = assign_batch(index, [feat("b", TEXTS["deal2"], 5), feat("c", TEXTS["deal"], 6)], CFG, T0)
     got = {x.article_id: (x.story_id, x.duplicate_of) for x in r.assignments}
     assert got == {"b": ("story-a", None), "c": ("story-a", "a")}  # continues, and copies are still marked
 
@@ -68,7 +68,7 @@ def test_unindexed_files_are_those_of_runs_after_the_snapshot(tmp_path):
                                                timedelta(days=1))] == ["20250612T000000Z-bbb", "20250612T060000Z-ccc"]
     # a snapshot from before snapshots named their run: nothing to compare with
     old = StoryIndex()
-    assign_batch(old, [feat("a", TEXTS["deal"])], CFG)
+    assign_batch(old, [feat("a", TEXTS["deal"])], CFG, T0)
     assert unindexed_files(str(tmp_path), old, "20250613T000000Z-now", now, WINDOW) == []
 
 
