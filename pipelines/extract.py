@@ -3,7 +3,8 @@
 Each page is parsed once into an lxml tree. The metadata the page declares (``pipelines.pagemeta``:
 title, authors, date, language, canonical link, ...) is read from it, then trafilatura extracts the
 main text (reader comments excluded, precision favoured) from the same tree. The page's metadata wins;
-the feed entry fills what the page lacks. A page with no article text becomes a ``Reject`` (stage
+the feed entry fills what the page lacks. A publication time after the fetch (a time-zone slip, a scheduled
+post) is capped at the fetch time; the claim is kept in ``claimed_published_at``. A page with no article text becomes a ``Reject`` (stage
 ``extract``). Pure per element: no ordering or cross-article state.
 """
 
@@ -95,6 +96,8 @@ def extract_article(page: Page) -> Article:
     entry = page.entry
     canonical = meta.canonical or canonicalize(page.final_url)
     authors = _authors("; ".join(meta.authors)) or _authors(entry.author)
+    claimed = _published(meta.date, entry.published_at)
+    published = min(claimed, page.fetched_at) if claimed else None  # nothing is published after we fetched it
     return Article(
         article_id=article_id(canonical),
         url=entry.link,
@@ -104,7 +107,7 @@ def extract_article(page: Page) -> Article:
         source=meta.site_name or host_of(page.final_url),
         title=meta.title or entry.title,
         authors=authors,
-        published_at=_published(meta.date, entry.published_at),
+        published_at=published,
         fetched_at=page.fetched_at,
         language=meta.language,
         summary=entry.summary or meta.description,
@@ -114,6 +117,7 @@ def extract_article(page: Page) -> Article:
         description=meta.description,
         image_url=_image_url(page.final_url, meta.image),
         tags=meta.tags or None,
+        claimed_published_at=claimed if claimed != published else None,
     )
 
 

@@ -128,6 +128,7 @@ class Article:
     description: str | None = None
     image_url: str | None = None
     tags: tuple[str, ...] | None = None
+    claimed_published_at: datetime | None = None  # the publication time declared, when later than fetched_at
 
     def __post_init__(self) -> None:
         _scrub_strings(self)  # pages are where untrusted text enters

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.1"  # 1.1: articles.description, image_url, tags
+SCHEMA_VERSION = "1.2"  # 1.1: articles.description, image_url, tags; 1.2: articles.claimed_published_at
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -35,7 +35,8 @@ ARTICLES = _schema("articles", [
     ("authors", pa.list_(pa.string()), False, "Bylines: the page's, else the feed entry's; may be empty."),
     ("published_at", _TS, True,
      "Publication time in UTC: the feed entry's timestamp when it agrees with the page's date, else "
-     "the page's date at 00:00 UTC, else the entry's timestamp; null when neither gives one."),
+     "the page's date at 00:00 UTC, else the entry's timestamp; null when neither gives one. Never later than "
+     "fetched_at: a later claim is capped (see claimed_published_at)."),
     ("fetched_at", _TS, False, "When the page was fetched (UTC)."),
     ("language", pa.string(), True, "ISO 639-1 code from the page's lang attribute or headers; null if unknown."),
     ("summary", pa.string(), True, "The feed entry's summary as plain text, else the page's description."),
@@ -52,6 +53,9 @@ ARTICLES = _schema("articles", [
     ("description", pa.string(), True, "The page's own description (meta description or og:description)."),
     ("image_url", pa.string(), True, "The page's main image (og:image or the like), an absolute URL."),
     ("tags", pa.list_(pa.string()), True, "The page's sections, tags and keywords, else its tag links; null if none."),
+    ("claimed_published_at", _TS, True,
+     "The publication time the page or feed declared, when it was later than fetched_at (a time-zone slip, a "
+     "scheduled post) and published_at was capped to fetched_at; null otherwise."),
 ])
 
 STORIES = _schema("stories", [

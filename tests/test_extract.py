@@ -1,3 +1,4 @@
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import apache_beam as beam
@@ -139,3 +140,13 @@ def test_description_image_and_tags():
     b = extract("markets", "/regulation/eu-fines-meta-dma-pay-or-consent")
     assert b.tags == ("Technology", "Regulation", "Big Tech") and b.image_url is None
     assert extract("ledger", "/tech/2025/06/13/meta-scale-ai-investment").tags is None
+
+
+def test_a_publication_time_after_the_fetch_is_capped_and_the_claim_kept():
+    body = "<html><body><article><p>" + "The council met on Tuesday to agree the budget. " * 20 + "</p></article>"
+    entry = make_entry("https://news.example/undated", published_at=datetime(2035, 6, 14, 9, tzinfo=UTC))  # 10 years on
+    page = Page(entry, entry.link, 200, "text/html", body.encode(), datetime(2025, 6, 14, tzinfo=UTC))
+    a = extract_article(page)
+    assert a.published_at == page.fetched_at and a.claimed_published_at == datetime(2035, 6, 14, 9, tzinfo=UTC)
+    on_time = extract_article(replace(page, entry=replace(page.entry, published_at=datetime(2025, 6, 13, tzinfo=UTC))))
+    assert on_time.published_at == datetime(2025, 6, 13, tzinfo=UTC) and on_time.claimed_published_at is None

@@ -97,3 +97,18 @@ def test_older_snapshots_are_read():
     story = next(iter(loaded.stories.values()))
     assert (story.dated_first, story.dated_last) == (story.first_seen, story.last_seen)
     assert loaded.to_json() == index.to_json()
+
+
+def test_the_index_ages_by_the_runs_clock_not_by_article_times():
+    index = StoryIndex()
+    texts = [" ".join(f"event{i}-term{j}" for j in range(12)) for i in range(16)]
+    assign_batch(index, [feat(f"a{i}", text, i) for i, text in enumerate(texts)], CFG, T0)
+    # one article claims a date ten years ahead: the stories of the run before stay
+    assign_batch(index, [feat("future", TEXTS["weather"], 24 * 3650)], CFG, T0 + timedelta(hours=1))
+    assert len(index.stories) == 17
+    copies = assign_batch(index, [feat(f"copy{i}", text, 20 + i) for i, text in enumerate(texts)], CFG,
+                          T0 + timedelta(hours=2))
+    assert copies.counts["duplicates_exact"] == 16 and copies.counts["stories_new"] == 0
+    # a story no run has added to for longer than the window is dropped, however its articles are dated
+    assign_batch(index, [feat("later", TEXTS["llama"], 0)], CFG, T0 + timedelta(days=3, hours=3))
+    assert [s.representative_id for s in index.stories.values()] == ["later"]
