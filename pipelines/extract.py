@@ -4,8 +4,8 @@ Each page is parsed once into an lxml tree. The metadata the page declares (``pi
 title, authors, date, language, canonical link, ...) is read from it, then trafilatura extracts the
 main text (reader comments excluded, precision favoured) from the same tree. The page's metadata wins;
 the feed entry fills what the page lacks. A publication time after the fetch (a time-zone slip, a scheduled
-post) is capped at the fetch time; the claim is kept in ``claimed_published_at``. A page with no article text becomes a ``Reject`` (stage
-``extract``). Pure per element: no ordering or cross-article state.
+post) is capped at the fetch time; the claim is kept in ``claimed_published_at``. A page with no article
+text becomes a ``Reject`` (stage ``extract``). Pure per element: no ordering or cross-article state.
 """
 
 from __future__ import annotations
