@@ -19,7 +19,8 @@ logging.getLogger().addFilter(lambda record: not record.getMessage().startswith(
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.runner import create_runner
 
 from pipelines.config import Config, ConfigError, OutputConfig, load_config
 from pipelines.pipeline import build
@@ -71,6 +72,17 @@ def prepare_output(path: str) -> None:
         raise UsageError(f"output {path}: not writable ({e})") from None
 
 
+def check_runner(beam_args: list[str]) -> None:
+    """A ``--runner`` Beam cannot create is a usage error, found before any work."""
+    runner = PipelineOptions(beam_args).view_as(StandardOptions).runner
+    if runner is None:
+        return
+    try:
+        create_runner(runner)
+    except (ValueError, ImportError) as e:
+        raise UsageError(f"--runner={runner}: {str(e).strip().rstrip(',')}") from None
+
+
 def run_batch(config: Config, beam_args: list[str], run: Run | None = None) -> dict:
     """Run one batch and return its summary (also printed and saved)."""
     run = run or new_run()
@@ -99,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         if args.output:
             config = replace(config, output=OutputConfig(path=args.output))
+        check_runner(beam_args)
         prepare_output(config.output.path)
     except ConfigError as e:
         print(f"newsbeam: config error: {e}", file=sys.stderr)

@@ -7,6 +7,7 @@ the file are resolved against the file's own directory, so a config works from a
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,16 @@ class Config:
     fetch: FetchConfig = field(default_factory=FetchConfig)
     stories: StoriesConfig = field(default_factory=StoriesConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+
+
+# Upper bounds: a value past these is a typo or a unit slip (milliseconds for seconds), and some would quietly
+# switch a guarantee off (a timeout of a year holds a worker; 1e11 retries never give up).
+LIMITS = {
+    "fetch.timeout": 3600.0, "fetch.connect_timeout": 3600.0, "fetch.read_timeout": 3600.0,
+    "fetch.max_bytes": 1 << 30, "fetch.max_redirects": 30, "fetch.retries": 10, "fetch.backoff": 600.0,
+    "fetch.max_retry_wait": 86400.0, "fetch.host_delay": 3600.0, "fetch.host_concurrency": 1000,
+    "stories.window_days": 365.0,
+}
 
 
 def load_config(path: str | Path) -> Config:
@@ -182,11 +193,63 @@ def _fetch(raw: dict[str, Any], name: str, base_dir: Path) -> FetchConfig:
     for key in ("max_redirects", "retries", "backoff", "max_retry_wait", "host_delay"):
         if getattr(cfg, key) < 0:
             raise ConfigError(name, f"fetch.{key}", "must be 0 or more")
-    if not cfg.user_agent.strip():
-        raise ConfigError(name, "fetch.user_agent", "must not be empty")
-    if cfg.replay and not Path(cfg.replay).is_file():
-        raise ConfigError(name, "fetch.replay", f"replay manifest {cfg.replay} does not exist")
+    _within_limits(cfg, "fetch", name)
+    if not cfg.user_agent.strip() or not cfg.user_agent.isprintable() or not cfg.user_agent.isascii():
+        raise ConfigError(name, "fetch.user_agent", "must be printable ASCII text, not empty")
+    if cfg.replay:
+        try:
+            replay_manifest(cfg.replay)
+        except ConfigError as e:
+            raise ConfigError(name, "fetch.replay", str(e)) from None
     return cfg
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One response of a replay manifest."""
+
+    url: str
+    status: int = 200
+    file: str | None = None  # absolute path of the body
+    content_type: str | None = None
+    location: str | None = None
+
+
+def replay_manifest(path: str) -> dict[str, Recorded]:
+    """The responses of a replay manifest by URL; ``ConfigError`` names the manifest, the key and the problem."""
+    where = path
+    try:
+        doc = tomllib.loads(Path(path).read_text("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(where, None, "replay manifest does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(where, None, f"cannot read: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(where, None, f"invalid TOML: {e}") from None
+    _no_unknown(doc, {"response"}, where, "")
+    items = doc.get("response", [])
+    if not isinstance(items, list):
+        raise ConfigError(where, "response", "must be an array of [[response]] tables")
+    base = Path(path).resolve().parent
+    responses: dict[str, Recorded] = {}
+    for i, item in enumerate(items):
+        key = f"response[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(where, key, "must be a table")
+        _no_unknown(item, {"url", "file", "status", "content_type", "location"}, where, key)
+        url = _get(item, "url", str, where, key, None)
+        if not url:
+            raise ConfigError(where, f"{key}.url", "is required")
+        status = _get(item, "status", int, where, key, 200)
+        if not 100 <= status <= 599:
+            raise ConfigError(where, f"{key}.status", f"must be an HTTP status (100-599), got {status}")
+        file = _get(item, "file", str, where, key, None)
+        if file is not None and not (base / file).is_file():
+            raise ConfigError(where, f"{key}.file", f"{base / file} does not exist")
+        responses[url] = Recorded(url, status, str(base / file) if file else None,
+                                  _get(item, "content_type", str, where, key, None),
+                                  _get(item, "location", str, where, key, None))
+    return responses
 
 
 def _stories(raw: dict[str, Any], name: str) -> StoriesConfig:
@@ -202,7 +265,15 @@ def _stories(raw: dict[str, Any], name: str) -> StoriesConfig:
     for key in ("threshold", "near_duplicate_threshold"):
         if not 0.0 < getattr(cfg, key) <= 1.0:
             raise ConfigError(name, f"stories.{key}", "must be in (0, 1]")
+    _within_limits(cfg, "stories", name)
     return cfg
+
+
+def _within_limits(cfg: Any, section: str, name: str) -> None:
+    for f in cfg.__dataclass_fields__:
+        limit = LIMITS.get(f"{section}.{f}")
+        if limit is not None and getattr(cfg, f) > limit:
+            raise ConfigError(name, f"{section}.{f}", f"must be at most {limit:g}, got {getattr(cfg, f)!r}")
 
 
 def _table(doc: dict[str, Any], key: str, name: str) -> dict[str, Any]:
@@ -228,6 +299,8 @@ def _get(table: dict[str, Any], key: str, kind: type, name: str, prefix: str, de
         value = float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(name, full, f"must be {kind.__name__}, got {type(value).__name__} {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(name, full, f"must be a finite number, got {value!r}")
     return value
 
 

@@ -22,7 +22,6 @@ import ipaddress
 import random
 import socket
 import time
-import tomllib
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ import apache_beam as beam
 import urllib3
 
 from pipelines import metrics
-from pipelines.config import FetchConfig
+from pipelines.config import FetchConfig, Recorded, replay_manifest
 from pipelines.failures import Guarded
 from pipelines.records import FeedEntry, FeedState, Page, Reject
 from pipelines.urls import is_web_url, resolve_url
@@ -194,6 +193,8 @@ class Fetcher:
         try:
             lines = self._follow(f"{origin}/robots.txt").body.decode("utf-8", "replace").splitlines()
         except FetchError as e:
+            if e.reason in ("private_address", "bad_url"):  # the page itself is refused, whatever robots say
+                raise
             lines = [] if e.reason == "http_4xx" else ["User-agent: *", "Disallow: /"]
         rules.parse(lines)
         return rules
@@ -222,6 +223,30 @@ def resolve(host: str) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
 
 
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated (RFC 4291): ::a.b.c.d
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: 64:ff9b::a.b.c.d reaches a.b.c.d
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: local-use translation
+
+
+def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether an address is on the public Internet, including the IPv4 address an IPv6 one embeds.
+
+    Python calls ``::127.0.0.1`` and ``64:ff9b::7f00:1`` global; they reach loopback. IPv4-compatible
+    addresses are deprecated and refused outright; NAT64 (which IPv6-only networks use to reach IPv4
+    sites), IPv4-mapped, 6to4 and Teredo addresses are judged by the IPv4 address they carry.
+    """
+    if not ip.is_global or ip.is_multicast:
+        return False
+    if isinstance(ip, ipaddress.IPv4Address):
+        return True
+    if ip in _IPV4_COMPATIBLE or ip in _NAT64_LOCAL:
+        return False
+    embedded = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+    if ip in _NAT64:
+        embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return all(is_public(v4) for v4 in embedded if v4 is not None)
+
+
 def check_address(host: str, allow_private: bool,
                   resolver: Callable[[str], list[str]] = resolve) -> str:
     """The address to connect to; refuses hosts resolving to any non-public address (SSRF), unless allowed."""
@@ -231,7 +256,7 @@ def check_address(host: str, allow_private: bool,
     if not allow_private:
         for address in addresses:
             ip = ipaddress.ip_address(address)
-            if not ip.is_global or ip.is_multicast:
+            if not is_public(ip):
                 raise FetchError("private_address", f"{host} resolves to non-public address {ip}")
     return addresses[0]
 
@@ -370,7 +395,7 @@ _CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".htm": "text/html; chars
 
 @dataclass
 class ReplayTransport:
-    """Serves recorded responses from a TOML manifest; URLs not in it answer 404.
+    """Serves recorded responses from a TOML manifest (``config.replay_manifest``); URLs not in it answer 404.
 
     Manifest: ``[[response]]`` tables with ``url`` and optionally ``file`` (body, relative to the
     manifest), ``status`` (default 200), ``content_type`` (default from the file's extension) and
@@ -378,33 +403,28 @@ class ReplayTransport:
     """
 
     manifest: str
-    _responses: dict[str, dict] = field(default_factory=dict, init=False, repr=False)
+    _responses: dict[str, Recorded] = field(default_factory=dict, init=False, repr=False)
 
     def open(self) -> None:
-        path = Path(self.manifest)
-        doc = tomllib.loads(path.read_text("utf-8"))
-        self._responses = {}
-        for item in doc.get("response", []):
-            self._responses[item["url"]] = {**item, "base": path.parent}
+        self._responses = replay_manifest(self.manifest)
 
     def close(self) -> None:
         self._responses = {}
 
     def request(self, url: str, *, max_bytes: int, deadline: float,
                 headers: dict[str, str] | None = None) -> Hop:
-        item: dict | None = self._responses.get(url)
+        item = self._responses.get(url)
         if item is None:
             return Hop(404, {}, b"")
         answer: dict[str, str] = {}  # recorded responses ignore request headers (always a full answer)
         body = b""
-        if "file" in item:
-            file = item["base"] / item["file"]
-            body = read_local(str(file), max_bytes)
-            answer["content-type"] = item.get("content_type") or _CONTENT_TYPES.get(
-                file.suffix.lower(), "application/octet-stream")
-        if "location" in item:
-            answer["location"] = item["location"]
-        return Hop(int(item.get("status", 200)), answer, body)
+        if item.file is not None:
+            body = read_local(item.file, max_bytes)
+            answer["content-type"] = item.content_type or _CONTENT_TYPES.get(
+                Path(item.file).suffix.lower(), "application/octet-stream")
+        if item.location is not None:
+            answer["location"] = item.location
+        return Hop(item.status, answer, body)
 
 
 def is_html(content_type: str | None) -> bool:

@@ -149,6 +149,13 @@ def test_bad_config_exits_2_with_a_message_naming_file_and_key(tmp_path, content
     assert not (tmp_path / "out" / "articles").exists()
 
 
+@pytest.mark.parametrize("runner", ["NoSuchRunner", "no.such.module.Runner"])
+def test_an_unknown_runner_exits_2_before_any_work(tmp_path, runner):
+    result = cli("run", "--config", str(FIXTURES_CONFIG), "--output", str(tmp_path / "out"), f"--runner={runner}")
+    assert result.returncode == 2 and f"--runner={runner}" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
 def test_unusable_output_exits_2(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

@@ -55,6 +55,15 @@ def test_file_url_becomes_a_path(tmp_path):
     ('[[feeds]]\nurl = "https://a.example/f"\n[stories]\nthreshold = 1.5\n', "stories.threshold", "(0, 1]"),
     ('[[feeds]]\nurl = "https://a.example/f"\n[outptu]\npath = "x"\n', "outptu", "unknown key"),
     ('[fetch]\ntimeout = 3\n', "feeds", "at least one [[feeds]]"),
+    ('[[feeds]]\nurl = "https://a.example/f"\n[fetch]\ntimeout = nan\n', "fetch.timeout", "finite"),
+    ('[[feeds]]\nurl = "https://a.example/f"\n[fetch]\nbackoff = inf\n', "fetch.backoff", "finite"),
+    ('[[feeds]]\nurl = "https://a.example/f"\n[stories]\nwindow_days = -inf\n', "stories.window_days", "finite"),
+    ('[[feeds]]\nurl = "https://a.example/f"\n[fetch]\nretries = 100000000000\n', "fetch.retries", "at most 10"),
+    ('[[feeds]]\nurl = "https://a.example/f"\n[fetch]\nretries = 1e11\n', "fetch.retries", "must be int"),
+    ('[[feeds]]\nurl = "https://a.example/f"\n[fetch]\ntimeout = 86400000\n', "fetch.timeout", "at most 3600"),
+    ('[[feeds]]\nurl = "https://a.example/f"\n[fetch]\nmax_bytes = 10000000000\n', "fetch.max_bytes", "at most"),
+    ('[[feeds]]\nurl = "https://a.example/f"\n[fetch]\nuser_agent = "bot\\nX-Evil: 1"\n', "fetch.user_agent",
+     "printable ASCII"),
 ])
 def test_bad_config_names_file_key_and_problem(tmp_path, text, key, problem):
     path = write(tmp_path, text)
@@ -104,3 +113,20 @@ def test_bad_opml_names_the_config_key_and_the_file(tmp_path, opml, problem):
 def test_feed_table_needs_exactly_one_source(tmp_path):
     with pytest.raises(ConfigError, match="exactly one of url or opml"):
         load_config(write(tmp_path, '[[feeds]]\nurl = "https://a.example/f"\nopml = "s.opml"\n'))
+
+
+@pytest.mark.parametrize("manifest, problem", [
+    ("[[response]\nurl = 1", "invalid TOML"),
+    ("[[response]]\nfile = 'a.html'\n", "response[0].url: is required"),
+    ("[[response]]\nurl = 'https://a.example/'\nstatus = 999\n", "response[0].status: must be an HTTP status"),
+    ("[[response]]\nurl = 'https://a.example/'\nfile = 'absent.html'\n", "response[0].file"),
+    ("[[respnse]]\nurl = 'https://a.example/'\n", "respnse: unknown key"),
+    ("[[response]]\nurl = 'https://a.example/'\nstatus = '200'\n", "response[0].status: must be int"),
+])
+def test_a_bad_replay_manifest_is_a_config_error_naming_both_files(tmp_path, manifest, problem):
+    (tmp_path / "replay.toml").write_text(manifest)
+    path = write(tmp_path, '[[feeds]]\nurl = "https://a.example/f"\n[fetch]\nreplay = "replay.toml"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.key == "fetch.replay" and str(tmp_path / "replay.toml") in err.value.problem
+    assert problem in err.value.problem and "\n" not in str(err.value)

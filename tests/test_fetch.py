@@ -168,6 +168,28 @@ def test_private_addresses_refused_unless_allowed(server):
     check_address("localhost", allow_private=True)
 
 
+@pytest.mark.parametrize("address, public", [
+    ("93.184.215.14", True), ("2606:4700::1111", True), ("64:ff9b::808:808", True),  # NAT64 to a public host
+    ("::127.0.0.1", False), ("::8.8.8.8", False),  # IPv4-compatible: deprecated, refused outright
+    ("64:ff9b::7f00:1", False), ("64:ff9b::a00:1", False), ("64:ff9b:1::1", False),  # NAT64 to private space
+    ("::ffff:127.0.0.1", False), ("2002:7f00:1::1", False), ("::1", False), ("fe80::1", False),
+    ("169.254.169.254", False), ("fd00::1", False), ("ff02::1", False),
+])
+def test_addresses_that_embed_a_private_ipv4_address_are_refused(address, public):
+    def resolver(host):
+        return [address]
+    if public:
+        assert check_address("h.example", allow_private=False, resolver=resolver) == address
+    else:
+        with pytest.raises(FetchError, match="private_address"):
+            check_address("h.example", allow_private=False, resolver=resolver)
+
+
+def test_a_private_page_is_a_private_address_reject_even_when_robots_are_obeyed(server):
+    f = fetcher(allow_private_addresses=False, obey_robots=True)
+    assert reason(lambda: f.get(f"{server}/ok", check_robots=True)) == "private_address"
+
+
 def test_private_address_refused_on_redirect_hop(server):
     class PublicFirstHop(HttpTransport):
         """Pretends the first host is public, so the guard must catch the redirect's target."""
