@@ -299,7 +299,7 @@ def _get(table: dict[str, Any], key: str, kind: type, name: str, prefix: str, de
         value = float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(name, full, f"must be {kind.__name__}, got {type(value).__name__} {value!r}")
-    if kind is float and not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(name, full, f"must be a finite number, got {value!r}")
     return value
 
