@@ -9,8 +9,10 @@ Guarantees:
 - nothing outside http(s) is requested; a host with any loopback/private/link-local/reserved address is
   refused on every hop unless ``allow_private_addresses``, and the connection goes to the checked address;
 - bodies are capped at ``max_bytes`` while streaming, after decompression (gzip bombs);
-- one attempt takes at most ``timeout`` seconds (connect and read limits inside it), politeness waits
-  apart; at most ``retries`` more attempts, for timeouts, connection errors, 5xx and 429;
+- one attempt takes at most ``timeout`` seconds from connect to the body's last byte, status line and
+  headers included (connect and read limits inside it), politeness waits apart; at most ``retries`` more
+  attempts, for timeouts, connection errors, 5xx and 429; a connection whose response was not read to
+  the end is closed, never pooled;
 - per fetcher, requests to one host are ``host_delay`` apart; FetchPages lets at most
   ``host_concurrency`` workers fetch from one host; article pages obey robots.txt;
 - a conditional GET (validators given) may answer 304, which is not an error.
@@ -18,9 +20,12 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import ipaddress
 import random
 import socket
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable
@@ -276,6 +281,7 @@ class HttpTransport:
     _pool: urllib3.PoolManager | None = field(default=None, init=False, repr=False)
     _headers: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     _last_request: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    _watchdog: _Watchdog | None = field(default=None, init=False, repr=False)
 
     def _wait_turn(self, host: str) -> float:
         """Sleep until ``host_delay`` has passed since the last request to ``host``; returns the wait."""
@@ -288,7 +294,16 @@ class HttpTransport:
 
     def open(self) -> None:
         self._headers = {"User-Agent": self.config.user_agent, "Accept-Encoding": "gzip, deflate"}
+        self._watchdog = _Watchdog()
         self._pool = urllib3.PoolManager(retries=False)
+        # connections that tell the watchdog which socket a request uses
+        watched = {"watchdog": self._watchdog}
+        self._pool.pool_classes_by_scheme = {
+            "http": type("WatchedPool", (urllib3.HTTPConnectionPool,), {
+                "ConnectionCls": type("WatchedConnection", (_Watched, urllib3.connection.HTTPConnection), watched)}),
+            "https": type("WatchedPool", (urllib3.HTTPSConnectionPool,), {
+                "ConnectionCls": type("WatchedConnection", (_Watched, urllib3.connection.HTTPSConnection), watched)}),
+        }
 
     def close(self) -> None:
         if self._pool is not None:
@@ -296,13 +311,18 @@ class HttpTransport:
 
     def request(self, url: str, *, max_bytes: int, deadline: float,
                 headers: dict[str, str] | None = None) -> Hop:
-        assert self._pool is not None, "HttpTransport.open() was not called"
+        watchdog = self._watchdog
+        assert self._pool is not None and watchdog is not None, "HttpTransport.open() was not called"
         parts = urlsplit(url)
         host = parts.hostname or ""
         deadline += self._wait_turn(host)  # waiting our turn is not the server being slow
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise FetchError("timeout", f"no time left for {url}")
+        within = f"no complete response within {self.config.timeout:g}s"
+        watchdog.start(remaining)
+        resp = None
+        complete = False
         try:
             address = check_address(host, self.config.allow_private_addresses, self.resolver)
             tls = {"server_hostname": host, "assert_hostname": host} if parts.scheme == "https" else None
@@ -312,34 +332,100 @@ class HttpTransport:
                                 redirect=False, retries=False, assert_same_host=False, preload_content=False,
                                 timeout=urllib3.Timeout(connect=min(self.config.connect_timeout, remaining),
                                                         read=min(self.config.read_timeout, remaining)))
-        except ValueError as e:  # a port out of range, an unparseable address
-            raise FetchError("bad_url", f"{url}: {e}") from None
-        except urllib3.exceptions.NewConnectionError as e:  # a ConnectTimeoutError subclass in urllib3 2
-            raise FetchError("connection_error", str(e)) from None
-        except urllib3.exceptions.TimeoutError as e:
-            raise FetchError("timeout", str(e)) from None
-        except urllib3.exceptions.LocationParseError as e:
-            raise FetchError("bad_url", str(e)) from None
-        except urllib3.exceptions.HTTPError as e:
-            raise FetchError("connection_error", str(e)) from None
-        try:
-            headers = {k.lower(): v for k, v in resp.headers.items()}
-            declared = headers.get("content-length", "")
+            answer = {k.lower(): v for k, v in resp.headers.items()}
+            declared = answer.get("content-length", "")
             if declared.isdigit() and int(declared) > max_bytes:
                 raise FetchError("too_large", f"Content-Length {declared} > {max_bytes}")
-            decoder = BoundedDecoder(headers.get("content-encoding"), max_bytes)
-            # read1 returns what has arrived, so a slow drip still meets the deadline check between reads
+            decoder = BoundedDecoder(answer.get("content-encoding"), max_bytes)
             while chunk := resp.read1(65536, decode_content=False):
                 decoder.feed(chunk)
-                if time.monotonic() > deadline:
-                    raise FetchError("timeout", f"body not complete within {self.config.timeout}s")
-            return Hop(resp.status, headers, decoder.finish())
-        except urllib3.exceptions.TimeoutError as e:
-            raise FetchError("timeout", str(e)) from None
-        except urllib3.exceptions.HTTPError as e:
+            if watchdog.fired:  # the socket was shut: what looked like the end was the deadline
+                raise FetchError("timeout", within)
+            hop = Hop(resp.status, answer, decoder.finish())
+            complete = True
+            return hop
+        except FetchError:
+            raise
+        except ValueError as e:  # a port out of range, an unparseable address
+            raise FetchError("bad_url", f"{url}: {e}") from None
+        except urllib3.exceptions.LocationParseError as e:
+            raise FetchError("bad_url", str(e)) from None
+        except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as e:
+            if watchdog.fired:
+                raise FetchError("timeout", within) from None
+            if isinstance(e, urllib3.exceptions.NewConnectionError):  # a ConnectTimeoutError subclass
+                raise FetchError("connection_error", str(e)) from None
+            if isinstance(e, urllib3.exceptions.TimeoutError | TimeoutError):
+                raise FetchError("timeout", str(e)) from None
             raise FetchError("connection_error", str(e)) from None
         finally:
-            resp.release_conn()
+            watchdog.stop()
+            if resp is not None:
+                if not complete:  # unread bytes would be the next request's "status line": never pool it
+                    resp.close()
+                resp.release_conn()
+
+
+class _Watchdog:
+    """Holds one attempt to its deadline over connect, status line, headers and body.
+
+    http.client reads the status line and headers with a timeout per socket read, which a server
+    sending a byte at a time never trips. At the deadline the watchdog shuts the request's socket down:
+    any read in progress ends at once, and the connection is closed rather than pooled.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._socket: socket.socket | None = None
+        self.fired = False
+
+    def start(self, seconds: float) -> None:
+        self.fired, self._socket = False, None
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def using(self, sock: socket.socket) -> None:
+        """The socket the current request uses (a close-delimited body is read after http.client has let
+        go of its connection, so the socket itself is kept)."""
+        with self._lock:
+            self._socket = sock
+            if self.fired:
+                self._shut()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        with self._lock:
+            self._socket = None
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            self._shut()
+
+    def _shut(self) -> None:
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
+
+
+class _Watched:
+    """A urllib3 connection that tells its transport's watchdog which socket each request uses."""
+
+    watchdog: _Watchdog
+    sock: socket.socket | None
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        if self.sock is not None:
+            self.watchdog.using(self.sock)
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        if self.sock is not None:  # a pooled connection, already connected
+            self.watchdog.using(self.sock)
+        return super().request(*args, **kwargs)  # type: ignore[misc]
 
 
 class BoundedDecoder:

@@ -2,6 +2,7 @@
 
 import gzip
 import shutil
+import socket
 import threading
 import time
 import zlib
@@ -445,3 +446,83 @@ def test_https_to_the_checked_address_verifies_the_host_name(tmp_path, monkeypat
 def test_hostile_urls_are_fetch_errors_not_crashes(url):
     with pytest.raises(FetchError):
         fetcher(allow_private_addresses=False, timeout=2.0).get(url)
+
+
+class KeepAliveHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive, as real servers answer: connections are reused by the client's pool."""
+
+    protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms stalls per request
+
+    def do_GET(self):  # noqa: N802
+        page = b"<html><body><p>healthy</p></body></html>"
+        if self.path == "/drip-headers":  # the status line and headers a byte at a time
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Padding: " + b"p" * 200 + b"\r\n"
+            for byte in head:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.05)
+            return
+        if self.path == "/drip-body":  # headers at once, the body slowly past the deadline, a pause, the rest
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            for _ in range(14):
+                self.wfile.write(b"x" * 5)
+                self.wfile.flush()
+                time.sleep(0.05)
+            time.sleep(1.5)  # a client that gave up and pooled the connection reads the rest as a status line
+            self.wfile.write(b"x" * 930)
+            return
+        if self.path == "/big-body":  # over the size cap, with no Content-Length to refuse early
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for _ in range(20):
+                self.wfile.write(b"400\r\n" + b"y" * 1024 + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def keepalive_server():
+    srv = QuietServer(("127.0.0.1", 0), KeepAliveHandler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+@pytest.mark.parametrize("path", ["/drip-headers", "/drip-body"])
+def test_the_deadline_covers_status_line_headers_and_body(keepalive_server, path, retries):
+    f = Fetcher(FetchConfig(allow_private_addresses=True, timeout=0.6, read_timeout=5.0, retries=retries,
+                            backoff=0.1, host_delay=0.0))
+    f.open()
+    started = time.monotonic()
+    assert reason(lambda: f.get(f"{keepalive_server}{path}")) == "timeout"
+    assert time.monotonic() - started < (retries + 1) * 0.6 + 0.2 * retries + 0.5  # limits, back-off, slack
+    started = time.monotonic()  # a healthy page on the same host right after: no leftover bytes, no wait
+    assert f.get(f"{keepalive_server}/ok").body == b"<html><body><p>healthy</p></body></html>"
+    assert time.monotonic() - started < 0.5
+
+
+def test_a_response_abandoned_for_its_size_never_returns_to_the_pool(keepalive_server):
+    f = Fetcher(FetchConfig(allow_private_addresses=True, max_bytes=4096, retries=0, host_delay=0.0))
+    f.open()
+    for _ in range(3):
+        assert reason(lambda: f.get(f"{keepalive_server}/big-body")) == "too_large"
+        assert f.get(f"{keepalive_server}/ok").status == 200
