@@ -7,11 +7,12 @@ import re
 import unicodedata
 
 import lxml.html
+import regex
 from lxml.etree import ParserError
 
 _SPACE = re.compile(r"\s+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_NON_WORD = re.compile(r"[^\w\s]")
+_NON_WORD = regex.compile(r"[^\w\s]")  # regex's \w keeps marks (Devanagari vowel signs, Arabic harakat)
 
 
 def scrub(text: str) -> str:

@@ -43,7 +43,9 @@ ARTICLES = _schema("articles", [
     ("text", pa.string(), False,
      "The article body as plain text, paragraphs separated by newlines; headline, reader comments and page "
      "chrome excluded."),
-    ("word_count", pa.int32(), False, "Whitespace-separated words in text."),
+    ("word_count", pa.int32(), False,
+     "Words in text: space-separated, with scripts written without spaces (Chinese, Japanese, Thai, ...) "
+     "segmented by ICU's dictionaries."),
     ("content_hash", pa.string(), False,
      "Hash of the normalised text (case, punctuation and whitespace folded); equal hashes are exact copies."),
     ("story_id", pa.string(), False, "The story (event) this article reports; shared by all its write-ups."),

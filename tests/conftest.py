@@ -18,15 +18,16 @@ FIXTURES = ROOT / "fixtures"
 FIXTURES_CONFIG = ROOT / "configs" / "fixtures.toml"
 
 
-def _load_fixture_articles():
-    spec = importlib.util.spec_from_file_location("fixture_articles", FIXTURES / "articles.py")
+def _load_fixture_module(name: str):
+    spec = importlib.util.spec_from_file_location(f"fixture_{name}", FIXTURES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["fixture_articles"] = module
+    sys.modules[f"fixture_{name}"] = module
     spec.loader.exec_module(module)
     return module
 
 
-FIXTURE_ARTICLES = _load_fixture_articles()
+FIXTURE_ARTICLES = _load_fixture_module("articles")
+WORLD = _load_fixture_module("world")  # the multilingual articles
 
 
 def fixture_url(outlet: str, path: str) -> str:

@@ -9,7 +9,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from pipelines.cli import _quiet_workers, main
-from tests.conftest import FIXTURE_ARTICLES, FIXTURES_CONFIG, ROOT, fixture_url
+from tests.conftest import FIXTURE_ARTICLES, FIXTURES_CONFIG, ROOT, WORLD, fixture_url
 
 A = FIXTURE_ARTICLES
 SEED_URLS = [fixture_url(outlet, path) for _, outlet, path, *_ in A.SEEDS]
@@ -37,9 +37,9 @@ def test_writes_three_hive_partitioned_datasets(fixtures_run):
         parts = list((fixtures_run / name).glob("ingest_date=*/*.parquet"))
         assert parts, name
     rows = read(fixtures_run, "articles")
-    assert len(rows) == 14 and all(r["ingest_date"] for r in rows)
-    assert len({r["article_id"] for r in rows}) == 14
-    assert all(r["text"] and r["word_count"] > 100 and r["story_id"] for r in rows)
+    assert len(rows) == 26 and all(r["ingest_date"] for r in rows)
+    assert len({r["article_id"] for r in rows}) == 26
+    assert all(r["text"] and r["word_count"] > 50 and r["story_id"] for r in rows)
 
 
 def test_seed_versions_share_one_story_and_hard_negatives_have_their_own(fixtures_run):
@@ -51,6 +51,21 @@ def test_seed_versions_share_one_story_and_hard_negatives_have_their_own(fixture
     assert story[URL["anthropic_ledger"]] == story[URL["anthropic_econ"]]  # two write-ups of one event
 
 
+def test_every_script_is_extracted_segmented_and_storied(fixtures_run):
+    rows = {r["url"]: r for r in read(fixtures_run, "articles")}
+    world = {a["key"]: rows[f"https://{a['host']}{a['path']}"] for a in WORLD.WORLD}
+    assert {r["language"] for r in world.values()} == {"es", "ru", "el", "ar", "he", "hi", "th", "zh", "ja", "ko"}
+    for key, row in world.items():
+        source = next(a for a in WORLD.WORLD if a["key"] == key)
+        assert source["paragraphs"][0][:20] in row["text"], key  # decoded right, whatever the charset label
+        assert 40 <= row["word_count"] <= 140, (key, row["word_count"])  # words, not characters or runs
+    assert world["ru_metro"]["text"].startswith("Мэр Москвы")  # windows-1251 served as UTF-8: no mojibake
+    a, b = WORLD.KYOTO_TAX
+    assert world[a]["story_id"] == world[b]["story_id"]  # two write-ups of one event in Japanese
+    assert world[WORLD.HOKKAIDO_QUAKE]["story_id"] != world[a]["story_id"]  # other Japanese news
+    assert len({r["story_id"] for r in world.values()}) == len(world) - 1
+
+
 def test_copies_point_at_their_originals(fixtures_run):
     rows = {r["url"]: r for r in read(fixtures_run, "articles")}
     assert rows[REPRINT_URL]["duplicate_of"] == rows[URL["pentagon"]]["article_id"]
@@ -58,7 +73,7 @@ def test_copies_point_at_their_originals(fixtures_run):
     assert copy["duplicate_of"] == rows[SEED_URLS[0]]["article_id"]
     assert copy["story_id"] == rows[SEED_URLS[0]]["story_id"]
     originals = [r for r in rows.values() if r["duplicate_of"] is None]
-    assert len(originals) == 12
+    assert len(originals) == 24
 
 
 def test_missing_page_and_broken_feed_are_rejects(fixtures_run):
@@ -70,16 +85,16 @@ def test_missing_page_and_broken_feed_are_rejects(fixtures_run):
 
 def test_stories_table_and_summary(fixtures_run):
     stories = {s["story_id"]: s for s in read(fixtures_run, "stories")}
-    assert len(stories) == 7
+    assert len(stories) == 18
     seed_story = next(r["story_id"] for r in read(fixtures_run, "articles") if r["url"] == SEED_URLS[0])
     s = stories[seed_story]
     assert s["article_count"] == 6 and len(s["sources"]) == 5 and s["first_seen"] <= s["last_seen"]
     (summary_file,) = (fixtures_run / "_runs").glob("*.json")
     summary = json.loads(summary_file.read_text())
     assert summary["reconciled"] and summary["entries"] == {
-        "seen": 15, "articles_written": 14, "rejected": 1, "already_stored": 0}
+        "seen": 27, "articles_written": 26, "rejected": 1, "already_stored": 0}
     assert summary["duplicates"] == {"exact": 1, "near": 1}
-    assert summary["stories"] == {"new": 7, "continued": 0, "index_restored": 0}
+    assert summary["stories"] == {"new": 18, "continued": 0, "index_restored": 0}
     assert summary["rejects"]["by_reason"] == {"bad_feed": 1, "http_4xx": 1}
 
 
@@ -92,7 +107,7 @@ def test_second_run_adds_no_articles_and_keeps_ids(tmp_path):
     summaries = sorted((out / "_runs").glob("*.json"))
     second = json.loads(summaries[-1].read_text())
     # unchanged feeds cost their one read and no further work; the broken feed is rejected again
-    assert second["feeds"] == {"polled": 6, "unchanged": 5, "rejected": 1, "ill_formed": 0}
+    assert second["feeds"] == {"polled": 7, "unchanged": 6, "rejected": 1, "ill_formed": 0}
     assert second["entries"]["seen"] == 0 and second["articles_written"] == 0 and second["reconciled"]
 
 

@@ -14,7 +14,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_fixtures_config_loads_with_paths_resolved_against_the_file():
     config = load_config(FIXTURES_CONFIG)
-    assert len(config.feeds) == 6
+    assert len(config.feeds) == 7
     assert all(Path(f.url).is_absolute() and Path(f.url).parent.name == "feeds" for f in config.feeds)
     assert config.fetch.replay.endswith("fixtures/replay.toml")
     assert config.fetch.allow_private_addresses is False

@@ -150,3 +150,23 @@ def test_a_publication_time_after_the_fetch_is_capped_and_the_claim_kept():
     assert a.published_at == page.fetched_at and a.claimed_published_at == datetime(2035, 6, 14, 9, tzinfo=UTC)
     on_time = extract_article(replace(page, entry=replace(page.entry, published_at=datetime(2025, 6, 13, tzinfo=UTC))))
     assert on_time.published_at == datetime(2025, 6, 13, tzinfo=UTC) and on_time.claimed_published_at is None
+
+
+LEGACY = [  # (text, its legacy charset): pages that browsers would show right only with the right charset
+    ("В Москве открылась новая станция метро. Мэр заявил, что строительство заняло три года.", "cp1251"),
+    ("Ο δήμαρχος εγκαινίασε τη νέα γέφυρα. Οι κάτοικοι γιόρτασαν μέχρι αργά το βράδυ.", "cp1253"),
+    ("עיריית תל אביב הודיעה היום על מדיניות תחבורה חדשה. ראש העיר אמר שהמחירים לא ישתנו.", "cp1255"),
+    ("أعلنت حكومة دبي اليوم عن سياسة نقل جديدة. وقال المسؤولون إن الأسعار لن تتغير.", "cp1256"),
+    ("東京都は本日、新しい交通政策を発表した。知事はバス料金を据え置くと述べた。", "shift_jis"),
+    ("北京市今天宣布了新的交通政策。市长表示公交票价将保持不变。", "gbk"),
+    ("서울시는 오늘 새로운 교통 정책을 발표했다. 시장은 버스 요금을 동결한다고 말했다.", "euc-kr"),
+    ("กรุงเทพมหานครประกาศนโยบายการจราจรใหม่ในวันนี้ ผู้ว่าราชการกล่าวว่าค่าโดยสารจะไม่เปลี่ยนแปลง", "tis-620"),
+    ("Le maire a inauguré la bibliothèque près de l'hôtel de ville; « un événement », a-t-il déclaré.", "cp1252"),
+]
+
+
+@pytest.mark.parametrize("label", ["text/html; charset=utf-8", "text/html; charset=iso-8859-1", "text/html", None])
+@pytest.mark.parametrize("text, charset", LEGACY)
+def test_legacy_charsets_are_detected_when_the_label_is_wrong_or_missing(text, charset, label):
+    body = f"<html><body><article><p>{text * 3}</p></article></body></html>".encode(charset)
+    assert text in decode(body, label)

@@ -123,9 +123,9 @@ def test_a_fault_in_any_stage_is_a_reject_and_the_run_reconciles(fixtures_config
     articles = _read(out, "articles")
     if entry_level:  # every other article of the fixtures is still stored
         assert VICTIM not in {a["url"] for a in articles}
-        assert len(articles) == 13 and summary["entries"]["seen"] == 15
+        assert len(articles) == 25 and summary["entries"]["seen"] == 27
     else:  # the feed's three entries were never seen
-        assert summary["entries"]["seen"] == 12 and summary["feeds"]["rejected"] == 2
+        assert summary["entries"]["seen"] == 24 and summary["feeds"]["rejected"] == 2
 
 
 def test_an_article_the_index_holds_but_the_dataset_lacks_is_stored_again(fixtures_config, monkeypatch):

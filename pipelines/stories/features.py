@@ -5,6 +5,8 @@
   wordfreq's open-data frequencies: rare shared terms (names, figures such as "14.3", "49%") carry a
   story, common words do not. Only the top ``MAX_TERMS`` terms are kept, which bounds memory and cost.
 - ``minhash``: a MinHash signature of the article's 5-word shingles, to find near-identical copies.
+
+Words and terms come from ``pipelines.words``, so every script is segmented the same way everywhere.
 - ``content_hash``: equal for exact copies (see ``pipelines.text.normalise``).
 """
 
@@ -12,23 +14,22 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
 import numpy as np
-from wordfreq import available_languages, zipf_frequency
+from wordfreq import available_languages, get_frequency_dict, zipf_frequency
 
 from pipelines.text import normalise
+from pipelines.words import is_spaceless, terms, words
 
 MAX_TERMS = 60
 TITLE_BOOST = 2
 SHINGLE = 5
 NUM_PERM = 64
 
-_TOKEN = re.compile(r"\$?\d[\d.,]*\d%?|\$?\d%?|[^\W\d_][\w'’-]*")
 _STOP = frozenset("""
 a an the and or but if of to in on at by for with from as is are was were be been being it its this that
 these those he she they we you i his her their our your my me him them us not no so than then there here
@@ -53,12 +54,13 @@ class ArticleFeatures:
 
 
 def tokens(text: str) -> list[str]:
+    """The article's terms (``pipelines.words.terms``) without stopwords and one-letter words."""
     out = []
-    for match in _TOKEN.finditer(text):
-        tok = match.group().lower().replace("’", "'").strip("'-").lstrip("$").replace(",", "")
+    for term in terms(text):
+        tok = term.replace("’", "'").strip("'-").lstrip("$").replace(",", "")
         if tok.endswith("'s"):
             tok = tok[:-2]
-        if len(tok) > 1 and tok not in _STOP:
+        if (len(tok) > 1 or (tok and is_spaceless(tok))) and tok not in _STOP:
             out.append(tok)
     return out
 
@@ -68,11 +70,21 @@ def _languages() -> frozenset[str]:
     return frozenset(available_languages())
 
 
+# wordfreq looks words of these languages up through MeCab or jieba, which newsbeam does not install: their
+# terms (already segmented by ICU) are looked up in the frequency list directly.
+_SEGMENTED_LISTS = frozenset({"zh", "ja", "ko"})
+
+
 @lru_cache(maxsize=200_000)
 def rarity(term: str, language: str = "en") -> float:
     """How unexpected a term is in general text: 8 minus its Zipf frequency, at least 0.5."""
     lang = language if language in _languages() else "en"
-    return max(0.5, 8.0 - zipf_frequency(term, lang))
+    if lang in _SEGMENTED_LISTS:
+        frequency = get_frequency_dict(lang).get(term, 0.0)
+        zipf = math.log10(frequency) + 9.0 if frequency > 0 else 0.0
+    else:
+        zipf = zipf_frequency(term, lang)
+    return max(0.5, 8.0 - zipf)
 
 
 def term_vector(title: str | None, text: str, language: str | None = None) -> dict[str, float]:
@@ -100,8 +112,8 @@ _B = _RNG.integers(0, 2**63, NUM_PERM, dtype=np.uint64)
 
 def minhash(text: str) -> tuple[int, ...]:
     """MinHash of word 5-shingles; 64 multiply-shift hash functions over a 64-bit shingle hash."""
-    words = normalise(text).split()
-    shingles = {" ".join(words[i:i + SHINGLE]) for i in range(max(1, len(words) - SHINGLE + 1))}
+    units = words(normalise(text))
+    shingles = {" ".join(units[i:i + SHINGLE]) for i in range(max(1, len(units) - SHINGLE + 1))}
     hashes = np.fromiter(
         (int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little") for s in shingles),
         dtype=np.uint64, count=len(shingles))
