@@ -1,7 +1,8 @@
 """Command line: parse argv, load the config, build and run; the only place that exits.
 
 Exit status: 0 when the run completed (rejects are data, not failure); 2 for a bad command line,
-config or output location, with a message and no traceback.
+config or output location, with a message and no traceback; 75 (EX_TEMPFAIL) when another run is writing
+the same output. Anything else (1) means the output itself could not be written.
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.runner import create_runner
 
 from pipelines.config import Config, ConfigError, OutputConfig, load_config
+from pipelines.lock import Locked, OutputLock
 from pipelines.pipeline import build
 from pipelines.records import Run
+from pipelines.sinks import discard_uncommitted, temp_dir
 from pipelines.summary import build_summary, counters_of, format_summary, save_summary
 
 USAGE_ERROR = 2
+LOCKED = 75  # EX_TEMPFAIL: try again later
 
 
 class UsageError(Exception):
@@ -84,15 +88,21 @@ def check_runner(beam_args: list[str]) -> None:
 
 
 def run_batch(config: Config, beam_args: list[str], run: Run | None = None) -> dict:
-    """Run one batch and return its summary (also printed and saved)."""
+    """Run one batch, holding the output's lock (``Locked`` if another run holds it), and return its
+    summary (also saved). Files a killed run left uncommitted are removed first."""
     run = run or new_run()
-    options = PipelineOptions(_quiet_workers(beam_args))
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, config, run)
-    result = pipeline.run()
-    result.wait_until_finish()
-    summary = build_summary(counters_of(result), run, datetime.now(UTC), config.output.path)
-    save_summary(config.output.path, summary)
+    output = config.output.path
+    with OutputLock(output, run.run_id):
+        discard_uncommitted(output)
+        options = PipelineOptions(_quiet_workers(beam_args))
+        pipeline = beam.Pipeline(options=options)
+        build(pipeline, config, run)
+        result = pipeline.run()
+        result.wait_until_finish()
+        summary = build_summary(counters_of(result), run, datetime.now(UTC), output)
+        save_summary(output, summary)
+        if FileSystems.exists(temp_dir(output, run.run_id)):
+            FileSystems.delete([temp_dir(output, run.run_id)])
     return summary
 
 
@@ -119,7 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"newsbeam: {e}", file=sys.stderr)
         return USAGE_ERROR
-    summary = run_batch(config, beam_args)
+    try:
+        summary = run_batch(config, beam_args)
+    except Locked as e:
+        print(f"newsbeam: {e}", file=sys.stderr)
+        return LOCKED
     print(format_summary(summary))
     return 0
 

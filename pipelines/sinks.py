@@ -2,18 +2,25 @@
 
 Datasets live at ``<output>/<name>/ingest_date=YYYY-MM-DD/<run_id>-SSSSS-of-NNNNN.parquet``: Hive
 partitions by the run's start date, zstd, with the explicit schemas of ``schemas``. Files are written
-through Beam's filesystems (temporary files, renamed when the write commits), so the output may be on
-any filesystem Beam supports. Every run writes at least one (possibly empty) file per dataset, so a
+through Beam's filesystems, so the output may be on any filesystem Beam supports: each file is written
+whole under ``<output>/_tmp/<run_id>/`` and renamed into its partition when the write commits, so a reader
+of the datasets never sees a partial file, and what a killed run leaves in ``_tmp/`` (a path every dataset
+reader skips) the next run removes. Every run writes at least one (possibly empty) file per dataset, so a
 reader always finds the schema.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filebasedsink import FileBasedSink
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 
 from pipelines import metrics, state
 from pipelines.failures import REJECTS, Guarded
@@ -62,6 +69,72 @@ def dataset_prefix(output: str, name: str, run: Run) -> str:
     return f"{partition_dir(output, name, run.ingest_date)}/{run.run_id}"
 
 
+def temp_dir(output: str, run_id: str | None = None) -> str:
+    """Where runs write files before they commit (``_tmp/<run_id>``), outside every dataset."""
+    base = f"{output.rstrip('/')}/_tmp"
+    return f"{base}/{run_id}" if run_id else base
+
+
+def discard_uncommitted(output: str) -> int:
+    """Remove the files runs left in ``_tmp/`` (call it only while holding the output's lock: then no run is
+    writing), and their run directories where the filesystem has directories; returns the files removed."""
+    base = temp_dir(output)
+    files = [m.path for m in FileSystems.match([f"{base}/**"])[0].metadata_list]
+    if files:
+        FileSystems.delete(files)
+    runs = {f"{base}/{path[len(base) + 1:].split('/', 1)[0]}" for path in files}
+    leftover = [run for run in sorted(runs) if FileSystems.exists(run)]
+    if leftover:
+        FileSystems.delete(leftover)
+    return len(files)
+
+
+ROWS_PER_BATCH = 1000
+
+
+@dataclass
+class _OpenFile:
+    handle: Any
+    writer: pq.ParquetWriter
+    schema: pa.Schema
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def flush(self) -> None:
+        if self.rows:
+            self.writer.write_batch(pa.RecordBatch.from_pylist(self.rows, schema=self.schema))
+            self.rows = []
+
+
+class ParquetFiles(FileBasedSink):
+    """The Parquet files of one dataset for one run: rows in, zstd files out, written in ``temp`` first."""
+
+    def __init__(self, prefix: str, schema: pa.Schema, temp: str):
+        super().__init__(prefix, coder=None, file_name_suffix=".parquet", shard_name_template=SHARDS,
+                         mime_type="application/x-parquet", compression_type=CompressionTypes.UNCOMPRESSED)
+        self._schema, self._temp = schema, temp
+
+    def initialize_write(self) -> str:
+        partition = FileSystems.split(self.file_path_prefix.get())[0]
+        for directory in (self._temp, partition):  # a local rename needs the partition to exist
+            if not FileSystems.exists(directory):
+                FileSystems.mkdirs(directory)
+        return self._temp
+
+    def open(self, temp_path: str) -> _OpenFile:
+        handle = super().open(temp_path)
+        return _OpenFile(handle, pq.ParquetWriter(handle, self._schema, compression="zstd"), self._schema)
+
+    def write_record(self, file_handle: _OpenFile, value: dict[str, Any]) -> None:
+        file_handle.rows.append(value)
+        if len(file_handle.rows) >= ROWS_PER_BATCH:
+            file_handle.flush()
+
+    def close(self, file_handle: _OpenFile) -> None:
+        file_handle.flush()
+        file_handle.writer.close()
+        file_handle.handle.close()
+
+
 def run_of(path: str) -> str:
     """The run id in a dataset file's name, ``<run_id>-SSSSS-of-NNNNN.parquet``."""
     return path.rsplit("/", 1)[-1].rsplit("-", SHARDS.count("-"))[0]
@@ -104,9 +177,9 @@ class WriteDataset(beam.PTransform):
         files = (
             good
             | "Count" >> beam.Map(count_row, self._name)
-            | "Parquet" >> beam.io.WriteToParquet(
-                dataset_prefix(self._output, self._name, self._run), schema, codec="zstd",
-                file_name_suffix=".parquet", shard_name_template=SHARDS)
+            | "Parquet" >> beam.io.Write(ParquetFiles(
+                dataset_prefix(self._output, self._name, self._run), schema,
+                f"{temp_dir(self._output, self._run.run_id)}/{self._name}"))
         )
         return {"files": files, REJECTS: unwritable}
 
