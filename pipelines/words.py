@@ -17,6 +17,8 @@ from functools import lru_cache
 import regex
 from icu4py.breakers import WordBreaker
 
+from pipelines.text import scrub
+
 _DICTIONARY_SCRIPTS = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}ー々〆ヶ"
 _UNSEGMENTED_SCRIPTS = r"\p{Javanese}\p{Balinese}\p{Tai_Tham}\p{Tai_Le}\p{New_Tai_Lue}\p{Buginese}\p{Yi}"
 _SPACELESS = regex.compile(f"[{_DICTIONARY_SCRIPTS}{_UNSEGMENTED_SCRIPTS}]")
@@ -53,7 +55,7 @@ def segment(chunk: str) -> list[str]:
 
 @lru_cache(maxsize=65536)
 def _icu_words(chunk: str) -> tuple[str, ...]:
-    return tuple(WordBreaker(chunk, "und"))
+    return tuple(WordBreaker(scrub(chunk), "und"))  # ICU takes UTF-8: no lone surrogates
 
 
 def pairs(word: str) -> list[str]:
