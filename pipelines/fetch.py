@@ -417,10 +417,10 @@ class _Watched:
     watchdog: _Watchdog
     sock: socket.socket | None
 
-    def connect(self) -> None:
-        super().connect()  # type: ignore[misc]
-        if self.sock is not None:
-            self.watchdog.using(self.sock)
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()  # type: ignore[misc]
+        self.watchdog.using(sock)  # before the TLS handshake, which a server can drip too
+        return sock
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
         if self.sock is not None:  # a pooled connection, already connected

@@ -526,3 +526,32 @@ def test_a_response_abandoned_for_its_size_never_returns_to_the_pool(keepalive_s
     for _ in range(3):
         assert reason(lambda: f.get(f"{keepalive_server}/big-body")) == "too_large"
         assert f.get(f"{keepalive_server}/ok").status == 200
+
+
+def test_the_deadline_covers_a_dripped_tls_handshake():
+    """A server that answers the TLS handshake a byte at a time: each read is quick, the handshake never ends."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def drip():
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(b"\x16\x03\x03\x3e\x80")  # a handshake record of 16,000 bytes is coming ...
+            for _ in range(60):  # ... slowly
+                try:
+                    conn.sendall(b"\x00")
+                except OSError:
+                    return
+                time.sleep(0.1)
+
+    threading.Thread(target=drip, daemon=True).start()
+    f = Fetcher(FetchConfig(allow_private_addresses=True, timeout=0.5, connect_timeout=5.0, read_timeout=5.0,
+                            retries=0, host_delay=0.0))
+    f.open()
+    started = time.monotonic()
+    try:
+        assert reason(lambda: f.get(f"https://127.0.0.1:{listener.getsockname()[1]}/")) == "timeout"
+        assert time.monotonic() - started < 1.5
+    finally:
+        listener.close()

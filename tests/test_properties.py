@@ -106,9 +106,9 @@ def test_extracting_a_page_gives_an_article_or_an_extract_error(page):
 
 
 @settings(max_examples=300, deadline=None)
-@given(value=text)
-def test_text_helpers_never_raise(value):
-    words(value), terms(value), term_vector(value, value, "ja"), minhash(value)
+@given(value=text, language=st.sampled_from([None, "en", "ja", "zh", "ko", "ar", "he", "hi", "ru", "th", "xx"]))
+def test_text_helpers_never_raise(value, language):
+    words(value), terms(value), term_vector(value, value, language), minhash(value)
     is_web_url(value), canonicalize(value), canonicalize(f"https://a.example/{value}")
 
 
