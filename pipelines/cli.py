@@ -8,6 +8,8 @@ the same output. Anything else (1) means the output itself could not be written.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import secrets
 import sys
@@ -76,8 +78,16 @@ def prepare_output(path: str) -> None:
         raise UsageError(f"output {path}: not writable ({e})") from None
 
 
-def check_runner(beam_args: list[str]) -> None:
-    """A ``--runner`` Beam cannot create is a usage error, found before any work."""
+def check_beam_options(beam_args: list[str]) -> None:
+    """Beam options Beam cannot parse, and a ``--runner`` it cannot create, are usage errors found before any
+    work (Beam itself would print its whole usage, or a traceback, once the run has started)."""
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors):
+            PipelineOptions(beam_args).get_all_options()
+    except SystemExit:  # argparse's way of rejecting a value: the last line says which
+        lines = errors.getvalue().strip().splitlines() or ["invalid Beam option"]
+        raise UsageError(lines[-1].split("error: ", 1)[-1]) from None
     runner = PipelineOptions(beam_args).view_as(StandardOptions).runner
     if runner is None:
         return
@@ -121,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         if args.output:
             config = replace(config, output=OutputConfig(path=args.output))
-        check_runner(beam_args)
+        check_beam_options(beam_args)
         prepare_output(config.output.path)
     except ConfigError as e:
         print(f"newsbeam: config error: {e}", file=sys.stderr)

@@ -164,10 +164,13 @@ def test_bad_config_exits_2_with_a_message_naming_file_and_key(tmp_path, content
     assert not (tmp_path / "out" / "articles").exists()
 
 
-@pytest.mark.parametrize("runner", ["NoSuchRunner", "no.such.module.Runner"])
-def test_an_unknown_runner_exits_2_before_any_work(tmp_path, runner):
-    result = cli("run", "--config", str(FIXTURES_CONFIG), "--output", str(tmp_path / "out"), f"--runner={runner}")
-    assert result.returncode == 2 and f"--runner={runner}" in result.stderr and "Traceback" not in result.stderr
+@pytest.mark.parametrize("option, says", [
+    ("--runner=NoSuchRunner", "--runner=NoSuchRunner"), ("--runner=no.such.module.Runner", "--runner="),
+    ("--direct_num_workers=abc", "--direct_num_workers: invalid int value"),
+])
+def test_a_bad_beam_option_exits_2_before_any_work(tmp_path, option, says):
+    result = cli("run", "--config", str(FIXTURES_CONFIG), "--output", str(tmp_path / "out"), option)
+    assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
