@@ -17,9 +17,13 @@ from pipelines.metrics import NAMESPACE
 from pipelines.records import Run
 
 
-def counters_of(result) -> dict[str, int]:
-    """Committed counter values of the newsbeam namespace (attempted where a runner commits none)."""
-    found = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
+def counters_of(result) -> dict[str, int] | None:
+    """Committed counter values of the newsbeam namespace (attempted where a runner commits none); None when
+    the runner reports no metrics at all."""
+    try:
+        found = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
+    except NotImplementedError:
+        return None
     out: dict[str, int] = {}
     for c in found:
         value = c.committed if c.committed is not None else c.attempted
@@ -27,7 +31,14 @@ def counters_of(result) -> dict[str, int]:
     return out
 
 
-def build_summary(counters: dict[str, int], run: Run, finished_at: datetime, output: str) -> dict:
+def build_summary(counters: dict[str, int] | None, run: Run, finished_at: datetime, output: str) -> dict:
+    """The run's summary; without counters (a runner that reports no metrics) it says so instead of
+    showing zeros that would seem to reconcile."""
+    if counters is None:
+        return {"run_id": run.run_id, "output": output, "started_at": run.started_at.isoformat(),
+                "finished_at": finished_at.isoformat(),
+                "seconds": round((finished_at - run.started_at).total_seconds(), 3),
+                "metrics_available": False, "reconciled": None}
     c = lambda name: counters.get(name, 0)  # noqa: E731
     rejects = {k.removeprefix("rejected_"): v for k, v in sorted(counters.items()) if k.startswith("rejected_")}
     accounted = c("articles_written") + c("entries_rejected") + c("entries_already_stored")
@@ -50,15 +61,20 @@ def build_summary(counters: dict[str, int], run: Run, finished_at: datetime, out
         "stories": {"new": c("stories_new"), "continued": c("stories_continued"),
                     "index_restored": c("articles_restored_to_index")},
         "rejects": {"total": c("rejects_written"), "by_reason": rejects},
+        "metrics_available": True,
         "reconciled": accounted == c("entries_seen"),
     }
 
 
 def format_summary(s: dict) -> str:
+    head = f"newsbeam run {s['run_id']} finished in {s['seconds']:.1f}s -> {s['output']}"
+    if not s["metrics_available"]:
+        return (f"{head}\n  counts:   unavailable, the runner reported no metrics: nothing here is reconciled "
+                "(the datasets were written; count their rows)")
     e, d, st = s["entries"], s["duplicates"], s["stories"]
     reasons = ", ".join(f"{k}={v}" for k, v in s["rejects"]["by_reason"].items()) or "none"
     lines = [
-        f"newsbeam run {s['run_id']} finished in {s['seconds']:.1f}s -> {s['output']}",
+        head,
         f"  feeds:    {s['feeds']['polled']} polled, {s['feeds']['unchanged']} unchanged, "
         f"{s['feeds']['rejected']} rejected, "
         f"{s['feeds']['ill_formed']} ill-formed but used",

@@ -1,14 +1,18 @@
 """End to end: the CLI over configs/fixtures.toml, and its contract for bad input."""
 
 import json
+import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 
 import pyarrow.dataset as ds
 import pytest
 
-from pipelines.cli import _quiet_workers, main
+from pipelines.cli import main, with_defaults
 from tests.conftest import FIXTURE_ARTICLES, FIXTURES_CONFIG, ROOT, WORLD, fixture_url
 
 A = FIXTURE_ARTICLES
@@ -137,9 +141,14 @@ def test_multi_processing_gives_the_same_rows(fixtures_run, tmp_path, capfd):
 
 
 def test_worker_log_level_is_warning_unless_chosen():
-    assert _quiet_workers(["--runner=DirectRunner"]) == [
+    assert with_defaults(["--runner=DirectRunner"]) == [
         "--runner=DirectRunner", "--default_sdk_harness_log_level=WARNING"]
-    assert _quiet_workers(["--default_sdk_harness_log_level=DEBUG"]) == ["--default_sdk_harness_log_level=DEBUG"]
+    assert with_defaults(["--runner", "FlinkRunner", "--default_sdk_harness_log_level=DEBUG"]) == [
+        "--runner", "FlinkRunner", "--default_sdk_harness_log_level=DEBUG"]
+
+
+def test_without_a_runner_the_local_runner_is_pinned():
+    assert with_defaults([]) == ["--runner=FnApiRunner", "--default_sdk_harness_log_level=WARNING"]
 
 
 def cli(*args):
@@ -167,6 +176,8 @@ def test_bad_config_exits_2_with_a_message_naming_file_and_key(tmp_path, content
 @pytest.mark.parametrize("option, says", [
     ("--runner=NoSuchRunner", "--runner=NoSuchRunner"), ("--runner=no.such.module.Runner", "--runner="),
     ("--direct_num_workers=abc", "--direct_num_workers: invalid int value"),
+    ("--runner=apache_beam.runners.dask.dask_runner.DaskRunner", "refused, it loses data with Beam"),
+    ("--runner=DaskRunner", "refused, it loses data with Beam"),
 ])
 def test_a_bad_beam_option_exits_2_before_any_work(tmp_path, option, says):
     result = cli("run", "--config", str(FIXTURES_CONFIG), "--output", str(tmp_path / "out"), option)
@@ -212,3 +223,50 @@ def test_story_continues_across_runs(tmp_path, interrupted):
     assert latest["stories"]["index_restored"] == (stored_first if interrupted else 0)
     rows = [s for s in read(out, "stories") if s["story_id"] == story[SEED_URLS[0]]]
     assert sorted(s["article_count"] for s in rows) == [3, 6]  # 2 originals + the copy, then all five outlets
+
+
+def test_a_local_run_stays_offline_and_leaves_tmpdir_as_it_found_it(tmp_path):
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    result = subprocess.run([sys.executable, "-m", "pipelines", "run", "--config", str(FIXTURES_CONFIG), "--output",
+                             str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                            env={**os.environ, "TMPDIR": str(tmpdir)})
+    assert result.returncode == 0, result.stderr
+    assert "prism" not in (result.stdout + result.stderr).lower()  # no attempt to download a runner
+    assert list(tmpdir.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_the_portable_path_with_two_worker_processes_gives_the_same_output(fixtures_run, tmp_path):
+    """What Flink, Spark and Dataflow use: the pipeline proto, the Fn API, pickling, separate SDK worker
+    processes (Beam's external worker pool). Checked against the in-process run."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    pool = subprocess.Popen([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
+                             f"--service_port={port}"], cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline and pool.poll() is None, "the worker pool did not start"
+            time.sleep(0.1)
+        out = tmp_path / "portable"
+        assert run_cli(out, "--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=EXTERNAL",
+                       f"--environment_config=localhost:{port}", "--sdk_worker_parallelism=2") == 0
+    finally:
+        os.killpg(pool.pid, signal.SIGTERM)
+        pool.wait(timeout=30)
+
+    def rows(where, name, columns):
+        return sorted(tuple(str(r[c]) for c in columns) for r in read(where, name))
+
+    for name, columns in [("articles", ["url", "article_id", "story_id", "duplicate_of", "word_count"]),
+                          ("stories", ["story_id", "article_count", "sources"]),
+                          ("rejects", ["url", "stage", "reason"])]:
+        assert rows(out, name, columns) == rows(fixtures_run, name, columns), name
+    (summary,) = [json.loads(p.read_text()) for p in (out / "_runs").glob("*.json")]
+    assert summary["reconciled"] and summary["entries"]["articles_written"] == 26
