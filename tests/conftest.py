@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from pipelines.config import Config, OutputConfig, load_config
 from pipelines.records import FeedEntry, Page, Run
+
+# CI explores the same examples on every run (a failure there must be reproducible, not luck); a developer's
+# runs draw new ones each time.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
