@@ -34,10 +34,15 @@ def test_terms_lower_case_numbers_words_and_hangul_pairs():
     assert terms("서울시는 서울시가") == ["서울", "울시", "시는", "서울", "울시", "시가"]  # particles differ
 
 
+def test_without_a_frequency_list_short_words_count_as_common():
+    assert rarity("ใน", "th") < rarity("การ", "th") < rarity("ดอกเบี้ย", "th") <= 8.0
+
+
 def test_rarity_works_for_languages_wordfreq_segments_with_extras():
     # wordfreq would need MeCab or jieba for these; newsbeam looks its ICU words up directly
-    assert rarity("서울", "ko") < rarity("서울시는", "ko") == 8.0
+    assert rarity("서울", "ko") < rarity("서울시는", "ko") < 8.0  # not listed: estimated from its characters
     assert rarity("東京", "ja") < 4 and rarity("的", "zh") == 0.5
+    assert rarity("した", "ja") < 3  # MeCab's list has し and た, not ICU's した
 
 
 @pytest.mark.parametrize("same_a, same_b, other, language", [
@@ -47,6 +52,16 @@ def test_rarity_works_for_languages_wordfreq_segments_with_extras():
     ("서울시는 7월 1일부터 지하철 기본요금을 1550원으로 인상한다고 밝혔다. 10년 만의 인상이다.",
      "서울 지하철 요금이 7월부터 1550원으로 오른다. 서울시는 기본요금 인상이 10년 만이라고 설명했다.",
      "부산에서 규모 4.2의 지진이 발생했다. 기상청은 해일 피해는 없을 것이라고 밝혔다.", "ko"),
+    ("日本銀行は政策金利を0.5%に据え置くと発表した。植田和男総裁は記者会見で、物価の上昇が続いていると説明した。",
+     "日銀が金利0.5%を維持。植田総裁は会見で「物価上昇は続いている」と述べ、追加の利上げを見送った。",
+     "トヨタ自動車は、4月から6月までの営業利益が1兆円を超えたと発表した。円安が業績を押し上げたと説明した。",
+     "ja"),  # ICU's した, と説明 are not in wordfreq's MeCab-built list: estimated from their characters
+    ("ฝนที่ตกหนักต่อเนื่องกว่าสามชั่วโมงเมื่อคืนทำให้น้ำท่วมขังถนนสุขุมวิทและถนนรัชดาภิเษกสูงถึง 40 เซนติเมตร "
+     "ผู้ว่าราชการกรุงเทพมหานคร ชัชชาติ สิทธิพันธุ์ กล่าวว่าจะระบายน้ำได้หมดภายในเช้าวันศุกร์",
+     "น้ำท่วมขังถนนสุขุมวิทและรัชดาภิเษกหลังฝนตกหนักกว่าสามชั่วโมง ระดับน้ำสูง 40 เซนติเมตร ชัชชาติ สิทธิพันธุ์ "
+     "ผู้ว่าราชการกรุงเทพมหานคร ระบุว่าเจ้าหน้าที่เร่งสูบน้ำและน่าจะระบายได้หมดในเช้าวันศุกร์",
+     "ธนาคารแห่งประเทศไทยประกาศคงอัตราดอกเบี้ยนโยบายไว้ที่ร้อยละ 2.0 ในการประชุมคณะกรรมการนโยบายการเงินเมื่อวันพุธ "
+     "โดยให้เหตุผลว่าเศรษฐกิจไทยยังฟื้นตัวได้ต่อเนื่องและอัตราเงินเฟ้ออยู่ในกรอบเป้าหมาย", "th"),  # no wordfreq list
 ])
 def test_write_ups_of_one_event_are_closer_than_other_news(same_a, same_b, other, language):
     a, b, c = (term_vector(None, t, language) for t in (same_a, same_b, other))

@@ -20,6 +20,7 @@ from datetime import datetime
 from functools import lru_cache
 
 import numpy as np
+import regex
 from wordfreq import available_languages, get_frequency_dict, zipf_frequency
 
 from pipelines.text import normalise
@@ -77,14 +78,33 @@ _SEGMENTED_LISTS = frozenset({"zh", "ja", "ko"})
 
 @lru_cache(maxsize=200_000)
 def rarity(term: str, language: str = "en") -> float:
-    """How unexpected a term is in general text: 8 minus its Zipf frequency, at least 0.5."""
-    lang = language if language in _languages() else "en"
-    if lang in _SEGMENTED_LISTS:
-        frequency = get_frequency_dict(lang).get(term, 0.0)
+    """How unexpected a term is in general text: 8 minus its Zipf frequency, at least 0.5.
+
+    For a language wordfreq has no list for (Thai, Khmer, Lao, Burmese, ...), its length in characters
+    stands in, capped at 8: frequent words are short (Zipf's law of abbreviation), and without it the
+    function words of unrelated articles (Thai การ, ใน, ที่) would weigh as much as their names.
+    """
+    if language not in _languages():
+        return max(0.5, min(8.0, float(len(regex.findall(r"\X", term)))))
+    if language in _SEGMENTED_LISTS:
+        frequency = _listed_frequency(term, language)
         zipf = math.log10(frequency) + 9.0 if frequency > 0 else 0.0
     else:
-        zipf = zipf_frequency(term, lang)
+        zipf = zipf_frequency(term, language)
     return max(0.5, 8.0 - zipf)
+
+
+def _listed_frequency(term: str, language: str) -> float:
+    """A term's frequency in wordfreq's list for a language it segments with MeCab or jieba. A term ICU cut
+    differently (した where the list has し and た) is estimated from its characters as wordfreq combines the
+    tokens of a phrase: the harmonic combination of their frequencies, divided by 10 per inferred break."""
+    frequencies = get_frequency_dict(language)
+    if term in frequencies:
+        return frequencies[term]
+    pieces = regex.findall(r"\X", term)
+    if len(pieces) < 2 or any(p not in frequencies for p in pieces):
+        return 0.0
+    return 1.0 / sum(1.0 / frequencies[p] for p in pieces) / 10.0 ** (len(pieces) - 1)
 
 
 def term_vector(title: str | None, text: str, language: str | None = None) -> dict[str, float]:
