@@ -24,7 +24,10 @@ logging.getLogger().addFilter(lambda record: not record.getMessage().startswith(
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from apache_beam.runners.runner import create_runner
+from apache_beam.portability.api import beam_provision_api_pb2
+from apache_beam.runners.portability.fn_api_runner import fn_runner
+from apache_beam.runners.portability.portable_runner import JobServiceHandle
+from apache_beam.runners.runner import PipelineRunner, create_runner
 
 from pipelines.config import Config, ConfigError, OutputConfig, load_config
 from pipelines.lock import Locked, OutputLock
@@ -36,10 +39,6 @@ from pipelines.summary import build_summary, counters_of, format_summary, save_s
 USAGE_ERROR = 2
 LOCKED = 75  # EX_TEMPFAIL: try again later
 
-# With no --runner: Beam's FnApiRunner, in process (or in worker processes with
-# --direct_running_mode=multi_processing). DirectRunner would first try to download the Prism runner from
-# the internet, run on it where that works (not the runner the tests cover) and leave temporary directories.
-DEFAULT_RUNNER = "FnApiRunner"
 # Runners seen to lose data, with the last Beam version they were checked on and what they lose. A newer Beam
 # runs them with a warning until someone checks it; then the entry goes, or its version moves.
 LOSES_DATA = {
@@ -129,7 +128,8 @@ def run_batch(config: Config, beam_args: list[str], run: Run | None = None) -> d
     with OutputLock(output, run.run_id):
         discard_uncommitted(output)
         options = PipelineOptions(with_defaults(beam_args))
-        pipeline = beam.Pipeline(options=options)
+        runner = local_runner(options) if options.view_as(StandardOptions).runner is None else None
+        pipeline = beam.Pipeline(runner=runner, options=options)
         build(pipeline, config, run)
         result = pipeline.run()
         result.wait_until_finish()
@@ -141,14 +141,20 @@ def run_batch(config: Config, beam_args: list[str], run: Run | None = None) -> d
 
 
 def with_defaults(beam_args: list[str]) -> list[str]:
-    """The caller's Beam options, with newsbeam's defaults for those not given: the runner
-    (``DEFAULT_RUNNER``), and SDK workers logging at WARNING like the CLI."""
-    args = list(beam_args)
-    if not any(a == "--runner" or a.startswith("--runner=") for a in args):
-        args.append(f"--runner={DEFAULT_RUNNER}")
-    if not any(a.startswith("--default_sdk_harness_log_level") for a in args):
-        args.append("--default_sdk_harness_log_level=WARNING")
-    return args
+    """The caller's Beam options; SDK workers log at WARNING, like the CLI, unless the caller chose a level."""
+    if any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
+        return list(beam_args)
+    return [*beam_args, "--default_sdk_harness_log_level=WARNING"]
+
+
+def local_runner(options: PipelineOptions) -> PipelineRunner:
+    """The runner when none is given: Beam's FnApiRunner, in process (or in worker processes with
+    ``--direct_running_mode=multi_processing``), handed the pipeline options its workers need as
+    DirectRunner hands them. DirectRunner itself would first try to download the Prism runner from the
+    internet, run on it where that works (not the runner the tests cover) and leave temporary directories."""
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
+        beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
 
 
 def main(argv: list[str] | None = None) -> int:

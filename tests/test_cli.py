@@ -147,8 +147,6 @@ def test_worker_log_level_is_warning_unless_chosen():
         "--runner", "FlinkRunner", "--default_sdk_harness_log_level=DEBUG"]
 
 
-def test_without_a_runner_the_local_runner_is_pinned():
-    assert with_defaults([]) == ["--runner=FnApiRunner", "--default_sdk_harness_log_level=WARNING"]
 
 
 def cli(*args):
