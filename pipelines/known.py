@@ -7,6 +7,11 @@ canonical URL). An element is already stored when one of its lookup strings equa
 ``entries_already_stored`` and dropped; several elements of this run with one key keep the first in a
 deterministic order and turn the rest into ``duplicate_url`` rejects (stage ``dedup``).
 
+An entry an earlier run rejected for good is settled too: its link in the ``url`` of an entry-level row of
+``rejects/`` whose reason would recur (a 404, a page with no text, a refused address; not a timeout, a
+connection error, a 5xx, a 429 or an internal error, which later runs retry) counts as already stored, so
+a feed polled every few minutes does not refetch, and reject again, the same dead link each time.
+
 The lookup goes the cheap way round: this run's lookup strings (a few thousand at most) are a side input,
 and each batch of stored rows is tested against them with one vectorised ``is_in`` per column, so only
 matches become Beam elements. The stored columns are still read once per run, but at columnar speed.
@@ -32,6 +37,10 @@ REJECTS = "rejects"
 PROBES = "probes"
 ENTRY_COLUMNS = ("url", "final_url", "canonical_url")
 ARTICLE_COLUMNS = ("article_id",)
+REJECT_COLUMNS = ("url", "feed_url", "reason", "detail")
+# reject reasons a later run retries (and HTTP 429): they may pass, and an internal error is a bug, which may be
+# fixed by then (or a failed write after which the article must not stay hidden)
+TRANSIENT = ("timeout", "connection_error", "http_5xx", "internal_error")
 
 
 def entry_key(entry: FeedEntry) -> str:
@@ -64,6 +73,14 @@ def stored_matches(table: pa.Table, columns: Iterable[str], lookup: dict[str, li
     return sorted({key for value in found for key in lookup[value]})
 
 
+def settled(rejects: pa.Table) -> pa.Table:
+    """The entry-level reject rows whose reason would recur if the entry were tried again."""
+    retried = pc.or_(pc.is_in(rejects.column("reason"), value_set=pa.array(TRANSIENT, pa.string())),
+                     pc.starts_with(rejects.column("detail"), "HTTP 429"))
+    keep = pc.and_(pc.is_valid(rejects.column("feed_url")), pc.invert(pc.fill_null(retried, False)))
+    return rejects.filter(keep)
+
+
 def _lookup_table(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     table: dict[str, set[str]] = {}
     for value, key in pairs:
@@ -72,21 +89,31 @@ def _lookup_table(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
 
 
 class StoredKeys(beam.PTransform):
-    """(lookup string, key) pairs -> the keys found in the given columns of the stored articles."""
+    """(lookup string, key) pairs -> the keys found in the given columns of the stored articles, and with
+    ``settled``, in the ``url`` of settled rejects (see the module's doc); a key found twice comes twice."""
 
-    def __init__(self, output: str, columns: tuple[str, ...]):
+    def __init__(self, output: str, columns: tuple[str, ...], settled: bool = False):
         super().__init__()
-        self._pattern, self._columns = dataset_files(output, "articles"), columns
+        self._output, self._columns, self._settled = output, columns, settled
 
     def expand(self, probes):
-        if not FileSystems.match([self._pattern])[0].metadata_list:
+        # (dataset, columns read, rows kept, columns matched)
+        sources = [("articles", self._columns, None, self._columns)] if self._columns else []
+        if self._settled:
+            sources.append(("rejects", REJECT_COLUMNS, settled, ("url",)))
+        sources = [s for s in sources if FileSystems.match([dataset_files(self._output, s[0])])[0].metadata_list]
+        if not sources:
             return probes.pipeline | "NothingStored" >> beam.Create([])
         lookup = probes | "Lookup" >> beam.combiners.ToList() | "AsTable" >> beam.Map(_lookup_table)
-        return (
-            probes.pipeline
-            | "ReadStored" >> beam.io.ReadFromParquetBatched(self._pattern, columns=list(self._columns))
-            | "Match" >> beam.FlatMap(stored_matches, self._columns, lookup=beam.pvalue.AsSingleton(lookup))
-        )
+        found = []
+        for name, columns, keep, matched in sources:
+            batches = probes.pipeline | f"Read_{name}" >> beam.io.ReadFromParquetBatched(
+                dataset_files(self._output, name), columns=list(columns))
+            if keep is not None:
+                batches = batches | f"Keep_{name}" >> beam.Map(keep)
+            found.append(batches | f"Match_{name}" >> beam.FlatMap(
+                stored_matches, matched, lookup=beam.pvalue.AsSingleton(lookup)))
+        return found | "AllFound" >> beam.Flatten()
 
 
 def _key(item, key: Callable, lookups: Callable) -> Iterator:
@@ -123,16 +150,16 @@ class SkipKnown(beam.PTransform):
     """
 
     def __init__(self, output: str, columns: tuple[str, ...], key: Callable, lookups: Callable, order: Callable,
-                 link: Callable):
+                 link: Callable, settled: bool = False):
         super().__init__()
-        self._output, self._columns = output, columns
+        self._output, self._columns, self._settled = output, columns, settled
         self._key, self._lookups, self._order, self._link = key, lookups, order, link
 
     def expand(self, items):
         keyed = items | "KeyItems" >> Guarded(beam.FlatMap(_key, self._key, self._lookups), "dedup", PROBES)
         stored = (
             keyed[PROBES]
-            | "FindStored" >> StoredKeys(self._output, self._columns)
+            | "FindStored" >> StoredKeys(self._output, self._columns, self._settled)
             | "AsKeyed" >> beam.Map(lambda k: (k, True))
         )
         selected = (
@@ -151,3 +178,34 @@ def article_order(article: Article) -> tuple:
 
 def entry_order(entry: FeedEntry) -> tuple:
     return entry.sort_key()
+
+
+def _unsettled(grouped: tuple[str, dict[str, list]]) -> Iterator[Reject]:
+    _, groups = grouped
+    if groups["stored"]:
+        metrics.inc("entries_already_stored", len(groups["reject"]))
+        return
+    yield from groups["reject"]
+
+
+class SkipSettled(beam.PTransform):
+    """Rejects -> the rejects to write. An entry-level reject of an entry an earlier run settled (a feed entry
+    with no usable link, rejected again each time its feed is read anew) counts as already stored instead
+    of being written again; feed-level rejects pass."""
+
+    def __init__(self, output: str):
+        super().__init__()
+        self._output = output
+
+    def expand(self, rejects):
+        feed_level, entry_level = rejects | "ByLevel" >> beam.Partition(lambda r, _: int(r.feed_url is not None), 2)
+        keyed = entry_level | "KeyRejects" >> beam.WithKeys(lambda r: r.url)
+        settled_ = (
+            keyed
+            | "Probes" >> beam.Map(lambda kv: (kv[0], kv[0]))
+            | "FindSettled" >> StoredKeys(self._output, (), settled=True)
+            | "AsKeyed" >> beam.Map(lambda k: (k, True))
+        )
+        fresh = {"reject": keyed, "stored": settled_} | "Join" >> beam.CoGroupByKey() | "Unsettled" >> beam.FlatMap(
+            _unsettled)
+        return (feed_level, fresh) | "AllRejects" >> beam.Flatten()

@@ -1,6 +1,6 @@
 """Wires the stages into one batch pipeline; no logic of its own.
 
-feeds -> ReadFeeds -> SkipKnown(entries) -> FetchPages -> ExtractArticles -> SkipKnown(articles)
+feeds -> ReadFeeds -> SkipKnown(entries, incl. settled rejects) -> FetchPages -> ExtractArticles -> SkipKnown(articles)
       -> AssignStories -> WriteDataset(articles, stories, rejects) -> SaveSnapshot(story index, feed states)
 """
 
@@ -16,6 +16,7 @@ from pipelines.known import (
     ARTICLE_COLUMNS,
     ENTRY_COLUMNS,
     SkipKnown,
+    SkipSettled,
     article_key,
     article_lookups,
     article_order,
@@ -39,7 +40,8 @@ def build(p: beam.Pipeline, config: Config, run: Run, fetcher: Fetcher | None = 
     feeds = p | "Feeds" >> beam.Create(list(config.feeds))
     read = feeds | "ReadFeeds" >> ReadFeeds(fetcher, state_dir(output, "feeds"))
     entries = read["entries"] | "SkipKnownEntries" >> SkipKnown(
-        output, ENTRY_COLUMNS, key=entry_key, lookups=entry_lookups, order=entry_order, link=lambda e: e.link)
+        output, ENTRY_COLUMNS, key=entry_key, lookups=entry_lookups, order=entry_order, link=lambda e: e.link,
+        settled=True)
     fetched = entries["new"] | "FetchPages" >> FetchPages(fetcher)
     extracted = fetched["pages"] | "ExtractArticles" >> ExtractArticles()
     articles = extracted["articles"] | "SkipKnownArticles" >> SkipKnown(
@@ -48,10 +50,11 @@ def build(p: beam.Pipeline, config: Config, run: Run, fetcher: Fetcher | None = 
     stories = articles["new"] | "AssignStories" >> AssignStories(config.stories, state_dir(output, "stories"), run,
                                                                  output=output)
 
+    feed_rejects = read["rejects"] | "SkipSettledRejects" >> SkipSettled(output)
     written = stories["articles"] | "WriteArticles" >> WriteDataset("articles", output, run)
     story_rows = stories["stories"] | "WriteStories" >> WriteDataset("stories", output, run)
     _ = (
-        (read["rejects"], entries["rejects"], fetched["rejects"], extracted["rejects"], articles["rejects"],
+        (feed_rejects, entries["rejects"], fetched["rejects"], extracted["rejects"], articles["rejects"],
          stories["rejects"], written["rejects"], story_rows["rejects"])
         | "AllRejects" >> beam.Flatten()
         | "WriteRejects" >> WriteDataset("rejects", output, run)

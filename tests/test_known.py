@@ -11,12 +11,17 @@ from pipelines.known import (
     ARTICLE_COLUMNS,
     ENTRY_COLUMNS,
     SkipKnown,
+    SkipSettled,
     StoredKeys,
     entry_key,
     entry_lookups,
     entry_order,
+    settled,
     stored_matches,
 )
+from pipelines.records import Reject
+from pipelines.sinks import to_row
+from schemas import DATASETS
 from tests.conftest import make_entry
 
 T = datetime(2025, 6, 13, tzinfo=UTC)
@@ -88,3 +93,52 @@ def test_skip_known_drops_stored_and_keeps_first_of_duplicates(tmp_path, history
         assert_that(out["rejects"] | beam.Map(lambda r: (r.url, r.feed_url, r.stage, r.reason, r.detail)),
                     equal_to([(second.link, second.feed_url, "dedup", "duplicate_url",
                                f"same article as {first.link}")]), label="rejects")
+
+
+def store_rejects(output, *rejects: Reject) -> None:
+    folder = output / "rejects" / "ingest_date=2026-01-01"
+    folder.mkdir(parents=True, exist_ok=True)
+    run = type("R", (), {"run_id": "run"})()
+    rows = [to_row(r, run) for r in rejects]
+    pq.write_table(pa.Table.from_pylist(rows, schema=DATASETS["rejects"]), folder / "run-00000-of-00001.parquet")
+
+
+def entry_reject(url: str, reason: str, detail: str = "", feed_url: str | None = "https://f.example/rss") -> Reject:
+    return Reject(url, feed_url, "fetch", reason, detail, T)
+
+
+def test_settled_keeps_entry_rejects_that_would_recur():
+    rows = [entry_reject("https://a.example/gone", "http_4xx", "HTTP 404"),
+            entry_reject("https://a.example/busy", "http_4xx", "HTTP 429"),
+            entry_reject("https://a.example/slow", "timeout"),
+            entry_reject("https://a.example/down", "http_5xx", "HTTP 503"),
+            entry_reject("https://a.example/empty", "empty_extraction", "3 words"),
+            entry_reject("https://a.example/bug", "internal_error", "KeyError: 'x'"),
+            entry_reject("https://f.example/rss", "bad_feed", feed_url=None)]
+    table = pa.Table.from_pylist([{k: getattr(r, k) for k in ("url", "feed_url", "reason", "detail")} for r in rows])
+    assert settled(table).column("url").to_pylist() == ["https://a.example/gone", "https://a.example/empty"]
+
+
+def test_an_entry_rejected_for_good_is_not_fetched_again_and_a_transient_one_is(tmp_path):
+    store_rejects(tmp_path, entry_reject("https://a.example/gone", "http_4xx", "HTTP 404"),
+                  entry_reject("https://a.example/slow", "timeout"))
+    entries = [make_entry("https://a.example/gone"), make_entry("https://a.example/slow"),
+               make_entry("https://a.example/new")]
+    with TestPipeline() as p:
+        out = (p | beam.Create(entries)
+               | SkipKnown(str(tmp_path), ENTRY_COLUMNS, key=entry_key, lookups=entry_lookups, order=entry_order,
+                           link=lambda e: e.link, settled=True))
+        assert_that(out["new"] | beam.Map(lambda e: e.link),
+                    equal_to(["https://a.example/slow", "https://a.example/new"]))
+    counters = p.result.metrics().query()["counters"]
+    assert sum(c.committed for c in counters if c.key.metric.name == "entries_already_stored") == 1
+
+
+def test_skip_settled_drops_entry_rejects_written_before_and_keeps_feed_rejects(tmp_path):
+    no_link = Reject("tag:x.example,2026:1", "https://f.example/rss", "feed", "no_link", "entry has no link", T)
+    store_rejects(tmp_path, no_link)
+    fresh = Reject("tag:x.example,2026:2", "https://f.example/rss", "feed", "no_link", "entry has no link", T)
+    feed = Reject("https://f.example/rss", None, "feed", "bad_feed", "not a feed", T)
+    with TestPipeline() as p:
+        out = p | beam.Create([no_link, fresh, feed]) | SkipSettled(str(tmp_path))
+        assert_that(out | beam.Map(lambda r: r.url), equal_to([fresh.url, feed.url]))
