@@ -1,8 +1,9 @@
 """Command line: parse argv, load the config, build and run; the only place that exits.
 
-Exit status: 0 when the run completed (rejects are data, not failure); 2 for a bad command line,
-config or output location, with a message and no traceback; 75 (EX_TEMPFAIL) when another run is writing
-the same output. Anything else (1) means the output itself could not be written.
+Exit status: 0 when the run completed (rejects are data, not failure), or the stream stopped as asked; 2 for
+a bad command line, config or output location, with a message and no traceback; 75 (EX_TEMPFAIL) when
+another run is writing the same output; 130 when a second stop signal aborted a stream's poll. Anything else
+(1) means the output itself could not be written.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import io
 import logging
 import re
 import secrets
+import signal
 import sys
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -34,10 +37,12 @@ from pipelines.lock import Locked, OutputLock
 from pipelines.pipeline import build
 from pipelines.records import Run
 from pipelines.sinks import discard_uncommitted, temp_dir
+from pipelines.stream import run_stream
 from pipelines.summary import build_summary, counters_of, format_summary, save_summary
 
 USAGE_ERROR = 2
 LOCKED = 75  # EX_TEMPFAIL: try again later
+ABORTED = 130  # a stream's poll cut short by a second stop signal
 
 # Runners seen to lose data, with the last Beam version they were checked on and what they lose. A newer Beam
 # runs them with a warning until someone checks it; then the entry goes, or its version moves.
@@ -67,10 +72,28 @@ def _parser() -> argparse.ArgumentParser:
             "--direct_num_workers=2) is passed to Apache Beam unchanged."
         ),
     )
-    run.add_argument("--config", required=True, metavar="PATH", help="the TOML config file")
-    run.add_argument("--output", metavar="DIR",
-                     help="output directory or filesystem URL (overrides [output] path in the config)")
+    stream = sub.add_parser(
+        "stream",
+        help="poll the configured feeds every [stream] poll_interval seconds until stopped",
+        description=(
+            "Poll every feed of the config every [stream] poll_interval seconds; each poll stores what is "
+            "new like a batch run and prints one summary line. Runs until SIGINT or SIGTERM (the poll under "
+            "way is finished first; a second signal aborts it) or, with --polls, after that many polls. "
+            "Further options are passed to Apache Beam unchanged."
+        ),
+    )
+    for command in (run, stream):
+        command.add_argument("--config", required=True, metavar="PATH", help="the TOML config file")
+        command.add_argument("--output", metavar="DIR",
+                             help="output directory or filesystem URL (overrides [output] path in the config)")
+    stream.add_argument("--polls", type=_positive_int, metavar="N", help="stop after N polls")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def new_run() -> Run:
@@ -122,21 +145,37 @@ def check_beam_options(beam_args: list[str]) -> None:
 
 def run_batch(config: Config, beam_args: list[str], run: Run | None = None) -> dict:
     """Run one batch, holding the output's lock (``Locked`` if another run holds it), and return its
-    summary (also saved). Files a killed run left uncommitted are removed first."""
+    summary (also saved)."""
     run = run or new_run()
+    with OutputLock(config.output.path, run.run_id):
+        return run_once(config, beam_args, run)
+
+
+def stream(config: Config, beam_args: list[str], stop: threading.Event, polls: int | None = None) -> dict:
+    """Poll until stopped (``pipelines.stream``), holding the output's lock throughout; returns the stream's
+    summary."""
+    stream_run = new_run()
+    with OutputLock(config.output.path, stream_run.run_id):
+        return run_stream(stream_run, config.output.path, config.stream.poll_interval,
+                          lambda: run_once(config, beam_args, new_run()), stop, polls,
+                          say=lambda line: print(line, flush=True))
+
+
+def run_once(config: Config, beam_args: list[str], run: Run) -> dict:
+    """One run of the pipeline; the caller holds the output's lock. Files a killed run left uncommitted are
+    removed first."""
     output = config.output.path
-    with OutputLock(output, run.run_id):
-        discard_uncommitted(output)
-        options = PipelineOptions(with_defaults(beam_args))
-        runner = local_runner(options) if options.view_as(StandardOptions).runner is None else None
-        pipeline = beam.Pipeline(runner=runner, options=options)
-        build(pipeline, config, run)
-        result = pipeline.run()
-        result.wait_until_finish()
-        summary = build_summary(counters_of(result), run, datetime.now(UTC), output)
-        save_summary(output, summary)
-        if FileSystems.exists(temp_dir(output, run.run_id)):
-            FileSystems.delete([temp_dir(output, run.run_id)])
+    discard_uncommitted(output)
+    options = PipelineOptions(with_defaults(beam_args))
+    runner = local_runner(options) if options.view_as(StandardOptions).runner is None else None
+    pipeline = beam.Pipeline(runner=runner, options=options)
+    build(pipeline, config, run)
+    result = pipeline.run()
+    result.wait_until_finish()
+    summary = build_summary(counters_of(result), run, datetime.now(UTC), output)
+    save_summary(output, summary)
+    if FileSystems.exists(temp_dir(output, run.run_id)):
+        FileSystems.delete([temp_dir(output, run.run_id)])
     return summary
 
 
@@ -173,11 +212,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"newsbeam: {e}", file=sys.stderr)
         return USAGE_ERROR
     try:
+        if args.command == "stream":
+            return _stream_until_stopped(config, beam_args, args.polls)
         summary = run_batch(config, beam_args)
     except Locked as e:
         print(f"newsbeam: {e}", file=sys.stderr)
         return LOCKED
     print(format_summary(summary))
+    return 0
+
+
+def _stream_until_stopped(config: Config, beam_args: list[str], polls: int | None) -> int:
+    """The stream, stopped by the first SIGINT or SIGTERM after its poll under way, aborted by a second."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print(f"newsbeam: {signal.Signals(signum).name}: stopping once the poll under way has committed "
+              "(again to abort it)", file=sys.stderr, flush=True)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        summary = stream(config, beam_args, stop, polls)
+    except KeyboardInterrupt:
+        print("newsbeam: stream aborted during a poll; the next run or stream clears up after it", file=sys.stderr)
+        return ABORTED
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    sys.stdout.flush()
+    print(f"newsbeam stream {summary['run_id']} stopped ({summary['stopped_by']}) after {summary['polls']} "
+          f"polls, {summary['seconds']:.1f}s -> {summary['output']}"
+          + ("" if summary["reconciled"] is not False else "  ** DOES NOT RECONCILE **"))
     return 0
 
 

@@ -54,6 +54,11 @@ class StoriesConfig:
 
 
 @dataclass(frozen=True)
+class StreamConfig:
+    poll_interval: float = 300.0  # seconds from the start of one poll of every feed to the start of the next
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     path: str = "out"
 
@@ -65,6 +70,7 @@ class Config:
     fetch: FetchConfig = field(default_factory=FetchConfig)
     stories: StoriesConfig = field(default_factory=StoriesConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
 
 
 # Upper bounds: a value past these is a typo or a unit slip (milliseconds for seconds), and some would quietly
@@ -73,7 +79,7 @@ LIMITS = {
     "fetch.timeout": 3600.0, "fetch.connect_timeout": 3600.0, "fetch.read_timeout": 3600.0,
     "fetch.max_bytes": 1 << 30, "fetch.max_redirects": 30, "fetch.retries": 10, "fetch.backoff": 600.0,
     "fetch.max_retry_wait": 86400.0, "fetch.host_delay": 3600.0, "fetch.host_concurrency": 1000,
-    "stories.window_days": 365.0,
+    "stories.window_days": 365.0, "stream.poll_interval": 7 * 86400.0,
 }
 
 
@@ -96,7 +102,7 @@ def load_config(path: str | Path) -> Config:
 
 
 def parse_config(doc: dict[str, Any], name: str, base_dir: Path) -> Config:
-    _no_unknown(doc, {"feeds", "fetch", "stories", "output"}, name, "")
+    _no_unknown(doc, {"feeds", "fetch", "stories", "output", "stream"}, name, "")
     feeds = doc.get("feeds")
     if not isinstance(feeds, list) or not feeds:
         raise ConfigError(name, "feeds", "at least one [[feeds]] table with a url or opml is required")
@@ -107,6 +113,7 @@ def parse_config(doc: dict[str, Any], name: str, base_dir: Path) -> Config:
         stories=_stories(_table(doc, "stories", name), name),
         output=OutputConfig(path=_resolve(_get(_table(doc, "output", name), "path", str, name, "output",
                                                OutputConfig.path), base_dir)),
+        stream=_stream(_table(doc, "stream", name), name),
     )
 
 
@@ -266,6 +273,14 @@ def _stories(raw: dict[str, Any], name: str) -> StoriesConfig:
         if not 0.0 < getattr(cfg, key) <= 1.0:
             raise ConfigError(name, f"stories.{key}", "must be in (0, 1]")
     _within_limits(cfg, "stories", name)
+    return cfg
+
+
+def _stream(raw: dict[str, Any], name: str) -> StreamConfig:
+    _no_unknown(raw, set(StreamConfig.__dataclass_fields__), name, "stream")
+    cfg = StreamConfig(poll_interval=_positive(
+        _get(raw, "poll_interval", float, name, "stream", StreamConfig.poll_interval), name, "stream.poll_interval"))
+    _within_limits(cfg, "stream", name)
     return cfg
 
 

@@ -30,10 +30,13 @@ timeout = 5
 max_bytes = 1000
 [stories]
 window_days = 2
+[stream]
+poll_interval = 60
 """))
     assert config.feeds[0].url == "https://news.example/rss"
     assert config.fetch.timeout == 5.0 and config.fetch.max_bytes == 1000
     assert config.stories.window_days == 2.0
+    assert config.stream.poll_interval == 60.0
     assert config.output.path == str((tmp_path / "out").resolve())
 
 
@@ -62,6 +65,11 @@ def test_file_url_becomes_a_path(tmp_path):
     ('[[feeds]]\nurl = "https://a.example/f"\n[fetch]\nretries = 1e11\n', "fetch.retries", "must be int"),
     ('[[feeds]]\nurl = "https://a.example/f"\n[fetch]\ntimeout = 86400000\n', "fetch.timeout", "at most 3600"),
     ('[[feeds]]\nurl = "https://a.example/f"\n[fetch]\nmax_bytes = 10000000000\n', "fetch.max_bytes", "at most"),
+    ('[[feeds]]\nurl = "https://a.example/f"\n[stream]\npoll_interval = 0\n', "stream.poll_interval",
+     "must be positive"),
+    ('[[feeds]]\nurl = "https://a.example/f"\n[stream]\npoll_interval = nan\n', "stream.poll_interval", "finite"),
+    ('[[feeds]]\nurl = "https://a.example/f"\n[stream]\npoll_interval = 3e8\n', "stream.poll_interval", "at most"),
+    ('[[feeds]]\nurl = "https://a.example/f"\n[stream]\npoll = 5\n', "stream.poll", "unknown key"),
     ('[[feeds]]\nurl = "https://a.example/f"\n[fetch]\nuser_agent = "bot\\nX-Evil: 1"\n', "fetch.user_agent",
      "printable ASCII"),
 ])

@@ -1,0 +1,95 @@
+"""Streaming mode: poll the feeds every ``[stream] poll_interval`` seconds until told to stop.
+
+Each poll is one run of the batch pipeline (``pipelines.pipeline``) over the state the previous poll or
+batch run left beside the dataset: the feed validators (conditional GET), the story index and the stored
+and settled entries. So a poll fetches only entries no earlier poll or run stored or settled, continues
+their stories with the same ``story_id``s, and commits its articles, stories and rejects before the next
+poll starts, as files named like any run's. The stream holds the output's lock from start to end, so no
+batch run writes in between; after the stream ends, batch runs (or another stream) continue from its
+state.
+
+Polls start on a fixed schedule (start + k * interval); a poll that overruns the interval is followed at
+once by the next, without making up the ticks it missed. A stop request (SIGTERM or SIGINT, see the CLI)
+ends the stream after the poll under way has committed; a second one aborts that poll, whose uncommitted
+files the next run removes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pipelines.records import Run
+from pipelines.summary import save_summary
+
+SUMMED = ("feeds", "entries", "articles_written", "duplicates", "stories", "rejects")
+
+
+def poll_line(number: int, summary: dict) -> str:
+    """One line per poll on stdout: what it read, what became of its entries, its stories."""
+    head = f"poll {number} {summary['run_id']} ({summary['seconds']:.1f}s)"
+    if not summary["metrics_available"]:
+        return f"{head}: counts unavailable, the runner reported no metrics"
+    f, e, s = summary["feeds"], summary["entries"], summary["stories"]
+    return (f"{head}: feeds {f['polled']} polled ({f['unchanged']} unchanged, {f['rejected']} rejected); "
+            f"entries {e['seen']} seen = {e['articles_written']} stored + {e['rejected']} rejected + "
+            f"{e['already_stored']} already stored; stories {s['new']} new, {s['continued']} continued"
+            + ("" if summary["reconciled"] else "  ** DOES NOT RECONCILE **"))
+
+
+def _add(total: Any, part: Any) -> Any:
+    if isinstance(part, dict):
+        total = dict(total or {})
+        for key, value in part.items():
+            total[key] = _add(total.get(key), value)
+        return total
+    return (total or 0) + part
+
+
+def stream_summary(stream: Run, polls: list[dict], finished_at: datetime, output: str, interval: float,
+                   stopped_by: str) -> dict:
+    """The whole stream's summary: its polls' counts summed, reconciled when every poll's was."""
+    summary: dict[str, Any] = {
+        "run_id": stream.run_id, "kind": "stream", "output": output, "started_at": stream.started_at.isoformat(),
+        "finished_at": finished_at.isoformat(), "seconds": round((finished_at - stream.started_at).total_seconds(), 3),
+        "poll_interval": interval, "polls": len(polls), "stopped_by": stopped_by,
+        "runs": [p["run_id"] for p in polls],
+        "metrics_available": all(p["metrics_available"] for p in polls),
+    }
+    if summary["metrics_available"]:
+        for key in SUMMED:
+            summary[key] = None
+            for p in polls:
+                summary[key] = _add(summary[key], p[key])
+        summary["reconciled"] = all(p["reconciled"] for p in polls)
+    else:
+        summary["reconciled"] = None
+    return summary
+
+
+def run_stream(stream: Run, output: str, interval: float, poll: Callable[[], dict], stop: threading.Event,
+               polls: int | None = None, say: Callable[[str], None] = print,
+               clock: Callable[[], float] = time.monotonic) -> dict:
+    """Poll until ``polls`` polls are done or ``stop`` is set; returns the stream's summary, also saved under
+    ``_runs/`` after every poll (so a stream that is killed still leaves the summary of what it committed).
+    ``poll`` runs one poll and returns its run summary."""
+    done: list[dict] = []
+    next_start = clock()
+    while not stop.is_set():
+        next_start = max(next_start, clock())
+        done.append(poll())
+        say(poll_line(len(done), done[-1]))
+        finished = polls is not None and len(done) >= polls
+        summary = stream_summary(stream, done, datetime.now(UTC), output, interval,
+                                 "polls" if finished else "running")
+        save_summary(output, summary)
+        if finished:
+            return summary
+        next_start += interval
+        stop.wait(max(0.0, next_start - clock()))
+    summary = stream_summary(stream, done, datetime.now(UTC), output, interval, "signal")
+    save_summary(output, summary)
+    return summary

@@ -1,0 +1,246 @@
+"""Streaming mode: polls of a feed that grows, against a real server on 127.0.0.1; switches between
+streams and batch runs; stopping by signal; the pure parts of the loop."""
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import tomllib
+from collections import Counter
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from xml.sax.saxutils import escape
+
+import pyarrow.dataset as ds
+import pytest
+
+from pipelines.cli import LOCKED, main
+from pipelines.records import Run
+from pipelines.stream import poll_line, run_stream, stream_summary
+from tests.conftest import FIXTURES, ROOT
+
+REPLAY = tomllib.loads((FIXTURES / "replay.toml").read_text())["response"]
+SEEDS = [r["url"] for r in REPLAY[:5]]  # five outlets' write-ups of one event: one story
+GONE = "/gone/a-page-that-was-removed"
+
+
+def _path(url: str) -> str:
+    return "/" + url.split("://", 1)[1]
+
+
+class Site:
+    """A news site whose feed grows: the k-th request of the feed lists the first k chunks of entries."""
+
+    def __init__(self, chunks: list[list[str]]):
+        self.chunks = chunks
+        self.pages = {_path(r["url"]): (FIXTURES / r["file"]).read_bytes() for r in REPLAY if "file" in r}
+        self.hits: Counter = Counter()
+        self.base = ""
+
+    def feed(self, request_number: int) -> bytes:
+        paths = [p for chunk in self.chunks[:request_number] for p in chunk]
+        items = "".join(f"<item><title>entry {i}</title><link>{escape(self.base + p)}</link></item>"
+                        for i, p in enumerate(paths))
+        return (f'<?xml version="1.0"?><rss version="2.0"><channel><title>Growing</title>'
+                f"<link>{self.base}/</link><description>d</description>{items}</channel></rss>").encode()
+
+    def served_links(self) -> set[str]:
+        return {self.base + p for chunk in self.chunks[:self.hits["/feed.xml"]] for p in chunk}
+
+
+def serve(site: Site):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self):
+            super().setup()
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def do_GET(self):  # noqa: N802
+            site.hits[self.path] += 1
+            if self.path == "/feed.xml":
+                status, kind, body = 200, "application/rss+xml", site.feed(site.hits[self.path])
+            elif self.path in site.pages:
+                status, kind, body = 200, "text/html; charset=utf-8", site.pages[self.path]
+            else:
+                status, kind, body = 404, "text/plain", b"not found"
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    site.base = f"http://127.0.0.1:{server.server_address[1]}"
+    return server
+
+
+@pytest.fixture
+def site():
+    others = [_path(r["url"]) for r in REPLAY[5:] if "file" in r]
+    seeds = [_path(u) for u in SEEDS]
+    chunks = [[seeds[0], GONE, *others[0:5]], [seeds[1], seeds[2], *others[5:10]], [seeds[3], *others[10:15]],
+              [seeds[4], *others[15:]]]
+    s = Site(chunks)
+    server = serve(s)
+    yield s
+    server.shutdown()
+
+
+def config_for(tmp_path, site: Site, interval: float = 0.2):
+    path = tmp_path / "stream.toml"
+    path.write_text(f'[[feeds]]\nurl = "{site.base}/feed.xml"\n[fetch]\nallow_private_addresses = true\n'
+                    f'host_delay = 0.0\nretries = 0\ntimeout = 10.0\n[stream]\npoll_interval = {interval}\n'
+                    f'[output]\npath = "{tmp_path / "out"}"\n')
+    return str(path)
+
+
+def rows(out, name: str, columns: list[str]) -> list[dict]:
+    return ds.dataset(str(out / name), format="parquet", partitioning="hive").to_table(columns=columns).to_pylist()
+
+
+def assert_each_served_entry_ends_once(out, site: Site):
+    """Every link the feed listed is an article row or an entry-level reject row, exactly once."""
+    ended = Counter(r["url"] for r in rows(out, "articles", ["url"]))
+    ended.update(r["url"] for r in rows(out, "rejects", ["url", "feed_url"]) if r["feed_url"] is not None)
+    assert ended == Counter(site.served_links())
+    pages = [p for p in site.hits if p not in ("/feed.xml", "/robots.txt")]  # robots.txt: once per poll
+    assert all(site.hits[p] == 1 for p in pages), {p: n for p, n in site.hits.items() if n > 1}
+
+
+def seed_stories(out) -> set[str]:
+    return {r["story_id"] for r in rows(out, "articles", ["url", "story_id"])
+            if r["url"].split("/", 3)[3] in {_path(u)[1:] for u in SEEDS}}
+
+
+def test_a_stream_stores_each_entry_of_a_growing_feed_once(tmp_path, site, capsys):
+    assert main(["stream", "--config", config_for(tmp_path, site), "--polls", "3"]) == 0
+    out = tmp_path / "out"
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in lines[:3]] == [["poll", "1"], ["poll", "2"], ["poll", "3"]]
+    assert "stopped (polls) after 3 polls" in lines[3] and "RECONCILE" not in "".join(lines)
+    assert site.hits["/feed.xml"] == 3
+    assert_each_served_entry_ends_once(out, site)
+    assert seed_stories(out) and len(seed_stories(out)) == 1  # one story across three polls
+
+    summaries = {p.stem: json.loads(p.read_text()) for p in (out / "_runs").glob("*.json")}
+    stream = next(s for s in summaries.values() if s.get("kind") == "stream")
+    polls = [summaries[run_id] for run_id in stream["runs"]]
+    assert stream["polls"] == 3 and stream["stopped_by"] == "polls" and stream["reconciled"] is True
+    assert [p["entries"]["seen"] for p in polls] == [7, 14, 20]  # the feed lists what earlier polls stored
+    assert [p["entries"]["already_stored"] for p in polls] == [0, 7, 14]  # ... and its dead link, once rejected
+    assert stream["entries"]["seen"] == sum(p["entries"]["seen"] for p in polls)
+    assert stream["entries"]["articles_written"] == len(rows(out, "articles", ["url"])) == 19
+    assert stream["stories"]["continued"] >= 2  # the event's later write-ups joined its story
+
+
+def test_batch_runs_and_a_stream_take_over_from_each_other(tmp_path, site, capsys):
+    config = config_for(tmp_path, site)
+    assert main(["run", "--config", config]) == 0  # batch: chunk 1
+    assert main(["stream", "--config", config, "--polls", "2"]) == 0  # stream: chunks 2 and 3
+    assert main(["run", "--config", config]) == 0  # batch: chunk 4
+    out = tmp_path / "out"
+    assert_each_served_entry_ends_once(out, site)
+    assert len(seed_stories(out)) == 1  # the batch runs' and the stream's write-ups of one event: one story
+    before = len(rows(out, "articles", ["url"]))
+    assert main(["stream", "--config", config, "--polls", "1"]) == 0  # the feed no longer grows ...
+    assert len(rows(out, "articles", ["url"])) == before == 26
+    # ... which the stream knows from the feed state the batch run saved
+    assert "feeds 1 polled (1 unchanged, 0 rejected); entries 0 seen" in capsys.readouterr().out
+
+
+def test_a_stop_signal_ends_the_stream_after_its_poll_and_the_lock_is_held_until_then(tmp_path, site):
+    config = config_for(tmp_path, site, interval=0.5)
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines", "stream", "--config", config], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith("poll 1 ")
+        assert main(["run", "--config", config]) == LOCKED  # the stream owns the output between polls too
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped (signal)" in out.splitlines()[-1] and "SIGTERM" in err
+    stream = [json.loads(p.read_text()) for p in (tmp_path / "out" / "_runs").glob("*.json")]
+    stream = next(s for s in stream if s.get("kind") == "stream")
+    assert stream["stopped_by"] == "signal" and stream["reconciled"] is True and stream["polls"] >= 1
+    assert main(["run", "--config", config]) == 0  # released: a batch run continues
+    assert_each_served_entry_ends_once(tmp_path / "out", site)
+
+
+# --- the loop itself, without Beam ---
+
+SUMMARY = {"run_id": "r", "seconds": 1.0, "metrics_available": True, "reconciled": True,
+           "feeds": {"polled": 2, "unchanged": 1, "rejected": 0, "ill_formed": 0},
+           "entries": {"seen": 5, "articles_written": 3, "rejected": 1, "already_stored": 1},
+           "articles_written": 3, "duplicates": {"exact": 0, "near": 1},
+           "stories": {"new": 2, "continued": 1, "index_restored": 0},
+           "rejects": {"total": 1, "by_reason": {"http_4xx": 1}}}
+STREAM = Run("20261130T000000Z-abcdef", datetime(2026, 11, 30, tzinfo=UTC))
+
+
+def test_poll_line_and_stream_summary_add_up_the_polls():
+    line = poll_line(4, SUMMARY)
+    assert line.startswith("poll 4 r (1.0s): feeds 2 polled (1 unchanged, 0 rejected); entries 5 seen = 3 stored")
+    other = {**SUMMARY, "run_id": "s", "rejects": {"total": 2, "by_reason": {"timeout": 2}}}
+    total = stream_summary(STREAM, [SUMMARY, other], STREAM.started_at, "out", 60.0, "polls")
+    assert total["entries"] == {"seen": 10, "articles_written": 6, "rejected": 2, "already_stored": 2}
+    assert total["rejects"] == {"total": 3, "by_reason": {"http_4xx": 1, "timeout": 2}}
+    assert total["runs"] == ["r", "s"] and total["reconciled"] is True and total["kind"] == "stream"
+    blind = stream_summary(STREAM, [SUMMARY, {"run_id": "t", "metrics_available": False}], STREAM.started_at,
+                           "out", 60.0, "polls")
+    assert blind["reconciled"] is None and "entries" not in blind
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_polls_keep_a_fixed_schedule_and_an_overrun_does_not_cause_a_burst(tmp_path, monkeypatch):
+    clock, starts, waits = FakeClock(), [], []
+    durations = iter([1.0, 25.0, 1.0, 1.0])  # the second poll overruns a 10 s interval
+
+    def poll():
+        starts.append(clock.now)
+        clock.now += next(durations)
+        return {**SUMMARY, "run_id": f"p{len(starts)}"}
+
+    class Stop(threading.Event):
+        def wait(self, timeout=None):
+            waits.append(timeout)
+            clock.now += timeout
+            return False
+
+    summary = run_stream(STREAM, str(tmp_path), 10.0, poll, Stop(), polls=4, say=lambda _: None, clock=clock)
+    assert starts == [0.0, 10.0, 35.0, 45.0] and waits == [9.0, 0.0, 9.0]
+    assert summary["polls"] == 4 and summary["stopped_by"] == "polls"
+    assert json.loads((tmp_path / "_runs" / f"{STREAM.run_id}.json").read_text())["polls"] == 4
+
+
+def test_a_stop_request_ends_the_loop_after_the_poll_under_way(tmp_path):
+    stop = threading.Event()
+
+    def poll():
+        stop.set()  # the signal arrives during the poll
+        return SUMMARY
+
+    summary = run_stream(STREAM, str(tmp_path), 300.0, poll, stop, say=lambda _: None)
+    assert summary["polls"] == 1 and summary["stopped_by"] == "signal"
+
+
+def test_polls_must_be_a_positive_whole_number(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["stream", "--config", "x.toml", "--polls", "0"])
+    assert exit_.value.code == 2 and "--polls" in capsys.readouterr().err
+
