@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
 from hypothesis import settings
 
 from pipelines.config import Config, OutputConfig, load_config
@@ -20,6 +21,10 @@ from pipelines.records import FeedEntry, Page, Run
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+# TestPipeline's default, DirectRunner, first tries to download the Prism runner from the internet; the tests
+# run on the runner the CLI uses by default.
+TestPipeline.pytest_test_pipeline_options = "--runner=FnApiRunner"
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
