@@ -244,3 +244,28 @@ def test_polls_must_be_a_positive_whole_number(capsys):
         main(["stream", "--config", "x.toml", "--polls", "0"])
     assert exit_.value.code == 2 and "--polls" in capsys.readouterr().err
 
+
+
+def stored(out) -> dict[str, list]:
+    """What a history stored, without run ids and times: articles with their story and original, stories'
+    members, rejects."""
+    articles = rows(out, "articles", ["url", "article_id", "story_id", "duplicate_of", "content_hash"])
+    stories = rows(out, "stories", ["story_id", "article_count", "run_id"])
+    latest = {}
+    for s in sorted(stories, key=lambda s: s["run_id"]):
+        latest[s["story_id"]] = s["article_count"]
+    rejects = rows(out, "rejects", ["url", "stage", "reason"])
+    return {"articles": sorted(tuple(sorted(a.items())) for a in articles),
+            "stories": sorted(latest.items()),
+            "rejects": sorted(tuple(sorted(r.items())) for r in rejects)}
+
+
+def test_a_stream_stores_what_batch_runs_store_on_the_same_feed_history(tmp_path, site):
+    streamed, batched = tmp_path / "streamed", tmp_path / "batched"
+    streamed.mkdir(), batched.mkdir()
+    assert main(["stream", "--config", config_for(streamed, site), "--polls", "4"]) == 0
+    site.hits.clear()  # the feed starts again from its first chunk
+    for _ in range(4):
+        assert main(["run", "--config", config_for(batched, site)]) == 0
+    a, b = stored(streamed / "out"), stored(batched / "out")
+    assert a == b and len(a["articles"]) == 26 and len(a["rejects"]) == 1
