@@ -1,15 +1,15 @@
 """Per-article story assignment cost against history size, on a synthetic news stream.
 
-    python benchmarks/stories_scale.py [--articles 100000] [--batch 1000]
+    python benchmarks/stories_scale.py [--articles 100000] [--batch 1000]   # --articles 1000000: ~15 min
 
 A synthetic stream of articles arrives at a steady rate (``--per-day`` a day); each belongs to a story
 that lives a few days and is described by its own rare terms mixed with common ones, as real coverage is.
 The stream goes through the stories stage's pure assignment (``assign_batch``) in run-sized batches,
 with the window of the default config. Printed at each checkpoint: the history ingested so far, what the
-index holds (it is pruned to the window), and microseconds per article over the last batch, with the
-ratio to the reference checkpoint of the same run (machines are noisy; ratios are what to compare). The
-reference is the first checkpoint after the window has filled (10 batches = 5 days of the default
-stream): until then the index grows, after it the cost must stay flat however long the history.
+index holds (it is pruned to the window), and microseconds (and articles per second, one core) per article
+over the last batch, with the ratio to the reference checkpoint of the same run (machines are noisy; ratios
+are what to compare). The reference is the first checkpoint after the window has filled (10 batches = 5
+days of the default stream): until then the index grows, after it the cost must stay flat however long the history.
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     checkpoints = {args.batch, reference_at, args.articles // 4, args.articles // 2, args.articles}
     stream = synthetic_stream(args.articles, args.per_day)
     rows = []
-    print(f"{'history':>9} {'stories held':>13} {'articles held':>14} {'us/article':>11} {'ratio':>6}")
+    print(f"{'history':>9} {'stories held':>13} {'articles held':>14} {'us/article':>11} {'articles/s':>11} "
+          f"{'ratio':>6}")
     ingested = 0
     while ingested < args.articles:
         batch = [next(stream) for _ in range(min(args.batch, args.articles - ingested))]
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((ingested, len(index.stories), len(index.articles), per_article))
     reference = next((r[3] for r in rows if r[0] == reference_at), rows[0][3])
     for ingested, stories, articles, per_article in rows:
-        print(f"{ingested:>9} {stories:>13} {articles:>14} {per_article:>11.0f} {per_article / reference:>6.2f}"
+        print(f"{ingested:>9} {stories:>13} {articles:>14} {per_article:>11.0f} {1e6 / per_article:>11.0f} "
+              f"{per_article / reference:>6.2f}"
               + ("  (reference)" if ingested == reference_at else ""))
     return 0
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import islice
 
 from pipelines import state
 
@@ -62,7 +63,7 @@ class StoryState:
         self.norm = sum(w * w for w in self.centroid.values()) ** 0.5
 
     def top_terms(self, n: int) -> list[str]:
-        return [t for t, _ in sorted(self.centroid.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+        return list(islice(self.centroid, n))  # set_centroid keeps the centroid in (-weight, term) order
 
 
 @dataclass
@@ -89,15 +90,21 @@ class StoryIndex:
                           dated: bool = True) -> list[StoryState]:
         """Stories sharing the article's terms and near it in time (when it is ``dated``): the best-voted
         MAX_CANDIDATES, in id order."""
-        votes: dict[str, float] = defaultdict(float)
+        votes: dict[str, float] = {}
+        vote = votes.get
         for term, weight in terms:
             posting = self._postings.get(term)
             if posting and len(posting) <= MAX_POSTING:
-                for story_id in posting:
-                    votes[story_id] += weight
-        active = [(v, i) for i, v in votes.items() if not dated or self.stories[i].near_in_time(time, window)]
-        best = sorted(active, key=lambda vi: (-vi[0], vi[1]))[:MAX_CANDIDATES]
-        return sorted((self.stories[i] for _, i in best), key=lambda s: s.story_id)
+                votes.update({story_id: vote(story_id, 0.0) + weight for story_id in posting})
+        ranked = sorted([(-v, i) for i, v in votes.items()])  # best-voted first, then by id
+        best: list[StoryState] = []
+        for _, story_id in ranked:  # time is checked until enough candidates are found, not for every story
+            story = self.stories[story_id]
+            if not dated or story.near_in_time(time, window):
+                best.append(story)
+                if len(best) == MAX_CANDIDATES:
+                    break
+        return sorted(best, key=lambda s: s.story_id)
 
     def near_copy_candidates(self, minhash: tuple[int, ...]) -> list[ArticleState]:
         """Articles sharing at least one LSH band with the signature, in id order."""

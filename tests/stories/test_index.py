@@ -1,9 +1,14 @@
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from pipelines import state
 from pipelines.config import StoriesConfig
 from pipelines.stories.assign import assign_batch
+from pipelines.stories.features import cosine
 from pipelines.stories.index import StoryIndex, encode_index, load_index
 from tests.stories.helpers import T0, TEXTS, feat
 
@@ -112,3 +117,53 @@ def test_the_index_ages_by_the_runs_clock_not_by_article_times():
     # a story no run has added to for longer than the window is dropped, however its articles are dated
     assign_batch(index, [feat("later", TEXTS["llama"], 0)], CFG, T0 + timedelta(days=3, hours=3))
     assert [s.representative_id for s in index.stories.values()] == ["later"]
+
+
+def _reference_candidates(index, terms, time, window, dated, limit):
+    """What candidate_stories must return, computed the plain way: vote, filter by time, best first, top few."""
+    import pipelines.stories.index as index_module
+
+    votes = {}
+    for term, weight in terms:
+        posting = index._postings.get(term)
+        if posting and len(posting) <= index_module.MAX_POSTING:
+            for story_id in sorted(posting):
+                votes[story_id] = votes.get(story_id, 0.0) + weight
+    near = [(v, i) for i, v in votes.items() if not dated or index.stories[i].near_in_time(time, window)]
+    return sorted(i for _, i in sorted(near, key=lambda vi: (-vi[0], vi[1]))[:limit])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.dictionaries(st.sampled_from([f"t{i}" for i in range(12)]),
+                                          st.sampled_from([0.25, 0.5, 1.0, 2.0]), min_size=1, max_size=6),
+                          st.integers(0, 10), st.booleans()), min_size=1, max_size=30),
+       st.lists(st.tuples(st.sampled_from([f"t{i}" for i in range(12)]), st.sampled_from([0.5, 1.0])), max_size=8),
+       st.integers(0, 10), st.booleans())
+def test_candidates_equal_the_plain_computation(stories, query, day, dated):
+    """Ties in votes included (the weights are few), and more voted stories than candidates."""
+    import pipelines.stories.index as index_module
+
+    index = StoryIndex()
+    for n, (centroid, story_day, has_date) in enumerate(stories):
+        when = T0 + timedelta(days=story_day)
+        story = index_module.StoryState(f"s{n:02d}", f"a{n}", None, when, when, 1, set(), {})
+        if has_date:
+            story.dated_first = story.dated_last = when
+        index.add_story(story)
+        index.merge_into_centroid(story, centroid)
+    time, window = T0 + timedelta(days=day), timedelta(days=2)
+    for limit in (3, index_module.MAX_CANDIDATES):
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(index_module, "MAX_CANDIDATES", limit)
+            found = [s.story_id for s in index.candidate_stories(query, time, window, dated)]
+        assert found == _reference_candidates(index, query, time, window, dated, limit)
+
+
+@given(st.dictionaries(st.text(max_size=3), st.floats(0.001, 10.0), max_size=20),
+       st.dictionaries(st.text(max_size=3), st.floats(0.001, 10.0), max_size=20))
+def test_cosine_is_the_plain_sum_over_the_shorter_vector_to_the_last_bit(a, b):
+    short, long_ = (b, a) if len(a) > len(b) else (a, b)
+    plain = 0
+    for term, weight in short.items():
+        plain += weight * long_.get(term, 0.0)
+    assert cosine(a, b) == plain
