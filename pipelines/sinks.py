@@ -5,8 +5,9 @@ partitions by the run's start date, zstd, with the explicit schemas of ``schemas
 through Beam's filesystems, so the output may be on any filesystem Beam supports: each file is written
 whole under ``<output>/_tmp/<run_id>/`` and renamed into its partition when the write commits, so a reader
 of the datasets never sees a partial file, and what a killed run leaves in ``_tmp/`` (a path every dataset
-reader skips) the next run removes. Every run writes at least one (possibly empty) file per dataset, so a
-reader always finds the schema.
+reader skips) the next run removes. A run with no rows for a dataset writes no file to it, except the first
+run, which writes one (possibly empty) file per dataset, so a reader always finds the schema and a stream
+polling every few minutes does not fill the partitions with empty files.
 """
 
 from __future__ import annotations
@@ -108,9 +109,10 @@ class _OpenFile:
 class ParquetFiles(FileBasedSink):
     """The Parquet files of one dataset for one run: rows in, zstd files out, written in ``temp`` first."""
 
-    def __init__(self, prefix: str, schema: pa.Schema, temp: str):
+    def __init__(self, prefix: str, schema: pa.Schema, temp: str, skip_if_empty: bool = False):
         super().__init__(prefix, coder=None, file_name_suffix=".parquet", shard_name_template=SHARDS,
-                         mime_type="application/x-parquet", compression_type=CompressionTypes.UNCOMPRESSED)
+                         mime_type="application/x-parquet", compression_type=CompressionTypes.UNCOMPRESSED,
+                         skip_if_empty=skip_if_empty)
         self._schema, self._temp = schema, temp
 
     def initialize_write(self) -> str:
@@ -119,6 +121,12 @@ class ParquetFiles(FileBasedSink):
             if not FileSystems.exists(directory):
                 FileSystems.mkdirs(directory)
         return self._temp
+
+    def finalize_write(self, init_result, writer_results, pre_finalize_results):
+        writer_results = list(writer_results)
+        if not writer_results:  # nothing to write and skip_if_empty: Beam would warn that it found no shards
+            return []
+        return super().finalize_write(init_result, writer_results, pre_finalize_results)
 
     def open(self, temp_path: str) -> _OpenFile:
         handle = super().open(temp_path)
@@ -179,7 +187,8 @@ class WriteDataset(beam.PTransform):
             | "Count" >> beam.Map(count_row, self._name)
             | "Parquet" >> beam.io.Write(ParquetFiles(
                 dataset_prefix(self._output, self._name, self._run), schema,
-                f"{temp_dir(self._output, self._run.run_id)}/{self._name}"))
+                f"{temp_dir(self._output, self._run.run_id)}/{self._name}",
+                skip_if_empty=bool(FileSystems.match([dataset_files(self._output, self._name)])[0].metadata_list)))
         )
         return {"files": files, REJECTS: unwritable}
 

@@ -45,3 +45,17 @@ def test_write_dataset_hive_partitioned_zstd_with_explicit_schema(tmp_path):
     # an empty run still leaves a readable file carrying the schema
     empty = ds.dataset(str(tmp_path / "stories"), format="parquet", partitioning="hive")
     assert empty.to_table().num_rows == 0 and empty.schema.field("sources").type == STORIES.field("sources").type
+
+
+def test_a_run_with_no_rows_writes_no_file_once_the_dataset_has_one(tmp_path):
+    out = str(tmp_path)
+    later = Run(run_id="20250615T000000Z-later1", started_at=datetime(2025, 6, 15, tzinfo=UTC))
+    for run in (RUN, later):  # the first run's empty file carries the schema; the second adds nothing
+        with TestPipeline() as p:
+            _ = p | beam.Create([]) | WriteDataset("stories", out, run)
+    assert [f.name for f in (tmp_path / "stories").rglob("*.parquet")] == [f"{RUN.run_id}-00000-of-00001.parquet"]
+    story = Story("s1", "t", "a1", 1, ("src",), T, T)
+    with TestPipeline() as p:
+        _ = p | beam.Create([story]) | WriteDataset("stories", out, later)
+    table = ds.dataset(str(tmp_path / "stories"), format="parquet", partitioning="hive").to_table()
+    assert table.column("story_id").to_pylist() == ["s1"] and len(list((tmp_path / "stories").rglob("*.parquet"))) == 2
