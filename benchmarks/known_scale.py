@@ -1,17 +1,19 @@
 """Cost of recognising stored articles as the history grows.
 
-    python benchmarks/known_scale.py [--sizes 0,100000,300000,1000000] [--rows-per-file 1000]
+    python benchmarks/known_scale.py [--sizes 0,100000,300000,1000000] [--rows-per-file 1000] [--compact]
 
 Writes a synthetic stored history of N articles (the four columns the check reads: article_id, url,
 final_url, canonical_url; Parquet reads no other column) as files of ``--rows-per-file`` rows under
 ``articles/``, then times the fixtures job (``configs/fixtures.toml``, DirectRunner, in-process) against it.
 Prints each run's time and its ratio to the empty-history run measured in the same invocation, so machine
-noise largely cancels. Needs nothing outside the checkout.
+noise largely cancels. With ``--compact``, each history is also timed after ``newsbeam compact`` has
+rewritten its (old) partitions into one file each. Needs nothing outside the checkout.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -34,11 +36,27 @@ def write_history(output: Path, size: int, rows_per_file: int) -> int:
         canonical = [u.split("?")[0] for u in urls]
         folder = output / "articles" / f"ingest_date=2025-{files % 12 + 1:02d}-01"
         folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table({"article_id": [f"{i:016x}" for i in ids], "url": urls, "final_url": canonical,
-                                 "canonical_url": canonical}),
-                       folder / f"20250101T000000Z-{files:06d}-00000-of-00001.parquet")
+        columns = {"article_id": [f"{i:016x}" for i in ids], "url": urls, "final_url": canonical,
+                   "canonical_url": canonical}
+        pq.write_table(_full(columns, len(ids)), folder / f"20250101T000000Z-{files:06d}-00000-of-00001.parquet")
         files += 1
     return files
+
+
+def _full(columns: dict[str, list], rows: int) -> pa.Table:
+    """The four columns the check reads, and every other column of the schema with a placeholder value."""
+    from schemas import ARTICLES
+
+    def filler(t: pa.DataType):
+        if pa.types.is_timestamp(t):
+            return datetime(2025, 1, 1, tzinfo=UTC)
+        if pa.types.is_integer(t):
+            return 0
+        return [] if pa.types.is_list(t) else ""
+
+    arrays = [pa.array(columns[f.name], f.type) if f.name in columns else pa.array([filler(f.type)] * rows, f.type)
+              for f in ARTICLES]
+    return pa.Table.from_arrays(arrays, schema=ARTICLES)
 
 
 def timed_run(output: Path) -> tuple[float, dict]:
@@ -58,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="0,100000,300000,1000000")
     parser.add_argument("--rows-per-file", type=int, default=1000)
+    parser.add_argument("--compact", action="store_true", help="time each history again after compaction")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     if sizes[0] != 0:
@@ -67,10 +86,25 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             files = write_history(Path(tmp), size, args.rows_per_file)
             seconds, summary = timed_run(Path(tmp))
-        if reference is None:
-            reference = seconds
-        print(f"history {size:>9,} articles in {files:>5,} files: {seconds:5.1f}s, {seconds / reference:4.2f}x the "
-              f"empty history; {summary['articles_written']} articles written, reconciled={summary['reconciled']}")
+            if reference is None:
+                reference = seconds
+            print(f"history {size:>9,} articles in {files:>5,} files: {seconds:5.1f}s, {seconds / reference:4.2f}x "
+                  f"the empty history; {summary['articles_written']} articles written, "
+                  f"reconciled={summary['reconciled']}", flush=True)
+            if args.compact and size:
+                from pipelines.compact import compact
+
+                now = datetime.now(UTC)
+                started = time.perf_counter()
+                done = compact(tmp, 3.0, now, f"{now:%Y%m%dT%H%M%SZ}-compac")
+                took = time.perf_counter() - started
+                # the fixtures job again from scratch, as before: only the synthetic history stays
+                for leftover in ("_state", "_runs", "stories", "rejects", f"articles/ingest_date={now:%Y-%m-%d}"):
+                    shutil.rmtree(Path(tmp) / leftover, ignore_errors=True)
+                seconds, summary = timed_run(Path(tmp))
+                print(f"  compacted in {took:.1f}s into {done.files_after} files: {seconds:5.1f}s, "
+                      f"{seconds / reference:4.2f}x the empty history; {summary['articles_written']} articles "
+                      f"written", flush=True)
     return 0
 
 

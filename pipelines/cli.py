@@ -32,6 +32,7 @@ from apache_beam.runners.portability.fn_api_runner import fn_runner
 from apache_beam.runners.portability.portable_runner import JobServiceHandle
 from apache_beam.runners.runner import PipelineRunner, create_runner
 
+from pipelines.compact import CannotCompact, compact
 from pipelines.config import Config, ConfigError, OutputConfig, load_config
 from pipelines.lock import Locked, OutputLock
 from pipelines.pipeline import build
@@ -82,7 +83,16 @@ def _parser() -> argparse.ArgumentParser:
             "Further options are passed to Apache Beam unchanged."
         ),
     )
-    for command in (run, stream):
+    compact_ = sub.add_parser(
+        "compact",
+        help="rewrite each partition older than [stories] window_days into one file",
+        description=(
+            "Rewrite the files of each dataset partition dated more than [stories] window_days ago into one "
+            "file, exchanged atomically for readers (a local filesystem is needed). Takes the output's lock "
+            "like a run."
+        ),
+    )
+    for command in (run, stream, compact_):
         command.add_argument("--config", required=True, metavar="PATH", help="the TOML config file")
         command.add_argument("--output", metavar="DIR",
                              help="output directory or filesystem URL (overrides [output] path in the config)")
@@ -203,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         if args.output:
             config = replace(config, output=OutputConfig(path=args.output))
+        if args.command == "compact" and beam_args:
+            raise UsageError(f"compact: unrecognized arguments: {' '.join(beam_args)}")
         check_beam_options(beam_args)
         prepare_output(config.output.path)
     except ConfigError as e:
@@ -214,11 +226,27 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "stream":
             return _stream_until_stopped(config, beam_args, args.polls)
+        if args.command == "compact":
+            return _compact(config)
         summary = run_batch(config, beam_args)
     except Locked as e:
         print(f"newsbeam: {e}", file=sys.stderr)
         return LOCKED
     print(format_summary(summary))
+    return 0
+
+
+def _compact(config: Config) -> int:
+    run = new_run()
+    try:
+        with OutputLock(config.output.path, run.run_id):
+            done = compact(config.output.path, config.stories.window_days, run.started_at, run.run_id)
+    except CannotCompact as e:
+        print(f"newsbeam: compact: {e}", file=sys.stderr)
+        return USAGE_ERROR
+    datasets = ", ".join(f"{name} {before} -> {after}" for name, (before, after) in done.by_dataset.items())
+    print(f"newsbeam compact {run.run_id}: {done.partitions} partitions older than "
+          f"{config.stories.window_days:g} days, {done.rows} rows; files {datasets}")
     return 0
 
 

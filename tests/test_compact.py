@@ -1,0 +1,155 @@
+"""Compaction: old partitions become one file each, every row exactly once for readers at every moment."""
+
+import shutil
+import threading
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.cli import LOCKED, main, run_batch
+from pipelines.compact import STAGING, CannotCompact, compact, conformed, old_partitions
+from pipelines.config import OutputConfig, load_config
+from pipelines.lock import OutputLock
+from pipelines.records import Run
+from schemas import DATASETS
+from tests.conftest import FIXTURES_CONFIG
+
+NOW = datetime.now(UTC)
+
+
+def all_rows(out, name: str) -> list[tuple]:
+    """Every row of a dataset, as pyarrow's dataset reader and a DuckDB glob see it (they must agree)."""
+    arrow = ds.dataset(str(out / name), format="parquet", partitioning="hive").to_table()
+    arrow_rows = sorted(tuple(str(v) for v in r.values()) for r in arrow.to_pylist())
+    duck = duckdb.sql(f"SELECT count(*) FROM read_parquet('{out / name}/*/*.parquet', hive_partitioning = true)")
+    assert duck.fetchall()[0][0] == len(arrow_rows)
+    return arrow_rows
+
+
+def files(out, name: str) -> dict[str, int]:
+    return {p.name: len(list(p.glob("*.parquet"))) for p in sorted((out / name).glob("ingest_date=*"))}
+
+
+def test_runs_and_compactions_interleaved(tmp_path, capsys):
+    config = load_config(FIXTURES_CONFIG)
+    out = tmp_path / "out"
+    config = replace(config, output=OutputConfig(path=str(out)))
+    old = NOW - timedelta(days=10)
+    for k, feeds in enumerate((config.feeds[:3], config.feeds[3:5], config.feeds[5:])):  # three runs, one day
+        when = old + timedelta(hours=k)
+        run_batch(replace(config, feeds=feeds), [], Run(f"{when:%Y%m%dT%H%M%SZ}-old{k:03d}", when))
+    run_batch(config, [], Run(f"{NOW:%Y%m%dT%H%M%SZ}-recent", NOW))  # within the window: left alone
+    old_day, new_day = f"ingest_date={old:%Y-%m-%d}", f"ingest_date={NOW:%Y-%m-%d}"
+    assert files(out, "articles")[old_day] == 3
+    before = {name: all_rows(out, name) for name in DATASETS}
+    recent = sorted(p.name for p in (out / "articles" / new_day).glob("*.parquet"))
+
+    assert main(["compact", "--config", str(FIXTURES_CONFIG), "--output", str(out)]) == 0
+    assert "articles 3 -> 1" in capsys.readouterr().out
+    for name in DATASETS:
+        assert all_rows(out, name) == before[name]  # every row exactly once
+        assert files(out, name).get(old_day, 0) <= 1
+    assert sorted(p.name for p in (out / "articles" / new_day).glob("*.parquet")) == recent
+    compacted = next((out / "articles" / old_day).glob("*.parquet"))
+    assert compacted.name.startswith("compacted-")
+    assert pq.read_schema(compacted).metadata == DATASETS["articles"].metadata
+    assert not list((out / "articles" / STAGING).iterdir())
+
+    shutil.rmtree(out / "_state" / "feeds")  # every entry is seen again: all are recognised as stored
+    summary = run_batch(config, [])
+    assert summary["articles_written"] == 0 and summary["reconciled"]
+    assert summary["entries"]["already_stored"] == summary["entries"]["seen"] > 0
+    assert main(["compact", "--config", str(FIXTURES_CONFIG), "--output", str(out)]) == 0
+    assert all_rows(out, "articles") == before["articles"]
+
+
+def full_row(**values) -> dict:
+    """An articles row with every column set: the given values, else a value of the column's type."""
+    def filler(t: pa.DataType):
+        if pa.types.is_timestamp(t):
+            return NOW
+        if pa.types.is_integer(t):
+            return 0
+        return [] if pa.types.is_list(t) else "x"
+    return {f.name: values.get(f.name, filler(f.type)) for f in DATASETS["articles"]}
+
+
+def write_partitions(out, days: int, files_per_day: int, rows_per_file: int) -> int:
+    n = 0
+    for d in range(days):
+        folder = out / "articles" / f"ingest_date={(NOW - timedelta(days=30 + d)):%Y-%m-%d}"
+        folder.mkdir(parents=True)
+        for f in range(files_per_day):
+            rows = [full_row(article_id=f"{d}-{f}-{i}", run_id=f"r{f:03d}") for i in range(rows_per_file)]
+            pq.write_table(pa.Table.from_pylist(rows, schema=DATASETS["articles"]),
+                           folder / f"r{f:03d}-00000-of-00001.parquet")
+            n += rows_per_file
+    return n
+
+
+def test_readers_see_each_row_once_while_partitions_are_exchanged(tmp_path):
+    out = tmp_path / "out"
+    total = write_partitions(out, days=12, files_per_day=15, rows_per_file=20)
+    counts, errors, done = [], [], threading.Event()
+
+    def read_repeatedly():
+        while not done.is_set():
+            try:
+                counts.append(ds.dataset(str(out / "articles"), format="parquet", partitioning="hive")
+                              .to_table(columns=["article_id"]).num_rows)
+            except (FileNotFoundError, OSError) as e:  # listed before an exchange, opened after: retry
+                errors.append(e)
+
+    reader = threading.Thread(target=read_repeatedly)
+    reader.start()
+    try:
+        result = compact(str(out), 3.0, NOW, "20261130T000000Z-compac")
+    finally:
+        done.set()
+        reader.join()
+    assert result.partitions == 12 and result.files_before == 180 and result.rows == total
+    assert counts and set(counts) == {total}  # never a row twice, never one missing
+    assert all(n == 1 for n in files(out, "articles").values())
+
+
+def test_old_partitions_are_those_before_the_window_with_several_files(tmp_path):
+    out = tmp_path
+    for day, n in (("2026-01-01", 2), ("2026-01-02", 1), ("2026-01-10", 3), ("not-a-date", 2)):
+        folder = out / "articles" / f"ingest_date={day}"
+        folder.mkdir(parents=True)
+        for k in range(n):
+            (folder / f"r{k}.parquet").write_bytes(b"")
+    found = old_partitions(str(out), "articles", date(2026, 1, 5))
+    assert [(p.name, [f.name for f in fs]) for p, fs in found] == [("ingest_date=2026-01-01", ["r0.parquet",
+                                                                                              "r1.parquet"])]
+
+
+def test_a_file_of_an_older_schema_gets_the_new_columns_as_nulls():
+    old = pa.table({"run_id": ["r1"], "story_id": ["s1"], "article_count": pa.array([2], pa.int32())})
+    table = conformed(old, DATASETS["stories"])
+    assert table.schema == DATASETS["stories"]
+    assert table.column("story_id").to_pylist() == ["s1"] and table.column("title").to_pylist() == [None]
+
+
+def test_what_a_killed_compaction_left_is_cleared_and_never_read(tmp_path):
+    out = tmp_path
+    write_partitions(out, days=1, files_per_day=2, rows_per_file=3)
+    leftover = out / "articles" / STAGING / "ingest_date=2020-01-01"
+    leftover.mkdir(parents=True)
+    pq.write_table(pa.table({"article_id": ["ghost"]}), leftover / "compacted-x.parquet")
+    assert ds.dataset(str(out / "articles"), format="parquet", partitioning="hive").count_rows() == 6
+    compact(str(out), 3.0, NOW, "20261130T000000Z-compac")
+    assert not leftover.exists()
+
+
+def test_compaction_refuses_object_stores_and_waits_for_the_lock(tmp_path, capsys):
+    with pytest.raises(CannotCompact, match="local filesystem"):
+        compact("gs://bucket/news", 3.0, NOW, "run")
+    with OutputLock(str(tmp_path), "20261130T000000Z-holder"):
+        assert main(["compact", "--config", str(FIXTURES_CONFIG), "--output", str(tmp_path)]) == LOCKED
+    assert "holder" in capsys.readouterr().err
