@@ -9,9 +9,8 @@ duplicate status they were stored with, before it assigns its own. Nothing store
 
 An index with no snapshot at all (the first run died, or the state was removed) is rebuilt the same way
 from the articles of runs that started within the window. Only the date partitions such runs can have
-written are listed, so the cost does not grow with the history. Runs with no new articles do not save the
-index but do write an (empty) article file, so after a quiet spell the next run reads one small file per
-quiet run, once.
+written are listed, so the cost does not grow with the history. Runs with no new articles save no index
+and write no article file (after the first), so a quiet spell costs the next run nothing.
 """
 
 from __future__ import annotations
