@@ -25,16 +25,17 @@ import argparse
 import gzip
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from benchmarks.localserver import NOT_FOUND, Answer, serve  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "eval" / "extraction" / "scrapinghub"
 PER_FEED = 50
 _CANONICAL = re.compile(rb"<link[^>]*\bcanonical\b[^>]*>|<meta[^>]*og:url[^>]*>", re.I)
@@ -75,39 +76,13 @@ class Corpus:
         return -(-self.size // PER_FEED)
 
 
-def serve(corpus: Corpus) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def setup(self):
-            super().setup()
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        def do_GET(self):  # noqa: N802
-            m = re.fullmatch(r"/(p|feed)/(\d+)(\.xml)?", self.path)
-            if m and m[1] == "p" and int(m[2]) < corpus.size:
-                kind, body = "text/html; charset=utf-8", corpus.page(int(m[2]))
-            elif m and m[1] == "feed" and int(m[2]) < corpus.feeds:
-                kind, body = "application/rss+xml", corpus.feed(int(m[2]))
-            else:
-                self.send_response(404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    corpus.base = f"http://127.0.0.1:{server.server_address[1]}"
-    return server
+def answer(corpus: Corpus, path: str) -> Answer:
+    m = re.fullmatch(r"/(p|feed)/(\d+)(\.xml)?", path)
+    if m and m[1] == "p" and int(m[2]) < corpus.size:
+        return 200, "text/html; charset=utf-8", corpus.page(int(m[2]))
+    if m and m[1] == "feed" and int(m[2]) < corpus.feeds:
+        return 200, "application/rss+xml", corpus.feed(int(m[2]))
+    return NOT_FOUND
 
 
 def _tree_rss(root: int) -> int:
@@ -193,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     smallest: dict[str, tuple[int, int]] = {}
     for size in sizes:
         corpus = Corpus(args.data, size)
-        server = serve(corpus)
+        server, corpus.base = serve(partial(answer, corpus))
         results: dict[str, tuple[float, int]] = {}
         for _ in range(args.repeat):
             with tempfile.TemporaryDirectory() as tmp:

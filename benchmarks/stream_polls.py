@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import argparse
 import random
-import socket
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from benchmarks.localserver import NOT_FOUND, Answer, serve  # noqa: E402
+
 FEED_LENGTH = 50
 
 FILLER = ("the officials said on that day a statement was released and the report noted that many people "
@@ -69,34 +70,12 @@ class SyntheticSite:
                 f"<body><article><h1>{names[0]} {names[1]} report {n}</h1>{body}</article></body></html>").encode()
 
 
-def serve(site: SyntheticSite) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def setup(self):
-            super().setup()
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        def do_GET(self):  # noqa: N802
-            if self.path == "/feed.xml":
-                status, kind, body = 200, "application/rss+xml", site.feed()
-            elif self.path.startswith("/a/") and self.path[3:].isdigit() and int(self.path[3:]) < len(site.items):
-                status, kind, body = 200, "text/html; charset=utf-8", site.page(int(self.path[3:]))
-            else:
-                status, kind, body = 404, "text/plain", b"not found"
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    site.base = f"http://127.0.0.1:{server.server_address[1]}"
-    return server
+def answer(site: SyntheticSite, path: str) -> Answer:
+    if path == "/feed.xml":
+        return 200, "application/rss+xml", site.feed()
+    if path.startswith("/a/") and path[3:].isdigit() and int(path[3:]) < len(site.items):
+        return 200, "text/html; charset=utf-8", site.page(int(path[3:]))
+    return NOT_FOUND
 
 
 def state_bytes(output: Path) -> int:
@@ -136,7 +115,7 @@ def state_over_polls(work: Path, polls: int, per_poll: int, interval: float, rep
     from pipelines.records import FeedSpec, Run
 
     site = SyntheticSite()
-    server = serve(site)
+    server, site.base = serve(partial(answer, site))
     output = work / "synthetic"
     config = Config(source="benchmark", feeds=(FeedSpec(url=f"{site.base}/feed.xml"),),
                     fetch=FetchConfig(allow_private_addresses=True, host_delay=0.0, retries=0, timeout=10.0),
