@@ -165,9 +165,24 @@ def stream(config: Config, beam_args: list[str], stop: threading.Event, polls: i
     """Poll until stopped (``pipelines.stream``), holding the output's lock throughout; returns the stream's
     summary."""
     stream_run = new_run()
-    with OutputLock(config.output.path, stream_run.run_id):
-        return run_stream(stream_run, config.output.path, config.stream.poll_interval,
-                          lambda: run_once(config, beam_args, new_run()), stop, polls,
+    output = config.output.path
+    compacted_on: list = []  # the day old partitions were last compacted: the stream holds the lock, so it
+    # compacts them itself, after the first poll of each day (where the filesystem allows it)
+
+    def poll() -> dict:
+        summary = run_once(config, beam_args, new_run())
+        today = datetime.now(UTC).date()
+        if "://" not in output and compacted_on[-1:] != [today]:
+            compacted_on.append(today)
+            with contextlib.suppress(CannotCompact):
+                done = compact(output, config.stories.window_days, datetime.now(UTC), new_run().run_id)
+                if done.partitions:
+                    print(f"compacted {done.partitions} partitions older than {config.stories.window_days:g} "
+                          f"days: {done.files_before} files -> {done.files_after}", flush=True)
+        return summary
+
+    with OutputLock(output, stream_run.run_id):
+        return run_stream(stream_run, output, config.stream.poll_interval, poll, stop, polls,
                           say=lambda line: print(line, flush=True))
 
 

@@ -153,3 +153,14 @@ def test_compaction_refuses_object_stores_and_waits_for_the_lock(tmp_path, capsy
     with OutputLock(str(tmp_path), "20261130T000000Z-holder"):
         assert main(["compact", "--config", str(FIXTURES_CONFIG), "--output", str(tmp_path)]) == LOCKED
     assert "holder" in capsys.readouterr().err
+
+
+def test_a_stream_compacts_old_partitions_after_its_first_poll_of_the_day(tmp_path, capsys):
+    out = tmp_path / "out"
+    total = write_partitions(out, days=2, files_per_day=3, rows_per_file=2)
+    assert main(["stream", "--config", str(FIXTURES_CONFIG), "--output", str(out), "--polls", "1"]) == 0
+    assert "compacted 2 partitions older than 3 days: 6 files -> 2" in capsys.readouterr().out
+    old = {day: n for day, n in files(out, "articles").items() if day != f"ingest_date={NOW:%Y-%m-%d}"}
+    assert list(old.values()) == [1, 1]
+    stored = ds.dataset(str(out / "articles"), format="parquet", partitioning="hive").to_table()
+    assert stored.num_rows == total + 26  # the synthetic history once, and the fixtures the poll stored
