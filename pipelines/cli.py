@@ -166,14 +166,15 @@ def stream(config: Config, beam_args: list[str], stop: threading.Event, polls: i
     summary."""
     stream_run = new_run()
     output = config.output.path
-    compacted_on: list = []  # the day old partitions were last compacted: the stream holds the lock, so it
-    # compacts them itself, after the first poll of each day (where the filesystem allows it)
+    compacted_on = None  # the stream holds the lock compaction needs, so it compacts old partitions itself,
+    # after its first poll of each day (where the filesystem allows it)
 
     def poll() -> dict:
+        nonlocal compacted_on
         summary = run_once(config, beam_args, new_run())
         today = datetime.now(UTC).date()
-        if "://" not in output and compacted_on[-1:] != [today]:
-            compacted_on.append(today)
+        if "://" not in output and compacted_on != today:
+            compacted_on = today
             with contextlib.suppress(CannotCompact):
                 done = compact(output, config.stories.window_days, datetime.now(UTC), new_run().run_id)
                 if done.partitions:
