@@ -263,6 +263,8 @@ def _compact(config: Config) -> int:
     datasets = ", ".join(f"{name} {before} -> {after}" for name, (before, after) in done.by_dataset.items())
     print(f"newsbeam compact {run.run_id}: {done.partitions} partitions older than "
           f"{config.stories.window_days:g} days, {done.rows} rows; files {datasets}")
+    for skipped in done.skipped:
+        print(f"  left as it is: {skipped}")
     return 0
 
 

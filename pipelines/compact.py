@@ -51,6 +51,7 @@ class Compacted:
     files_after: int = 0
     rows: int = 0
     by_dataset: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (files before, after)
+    skipped: list[str] = field(default_factory=list)  # partitions left alone, and why
 
 
 def staging_dir(output: str, name: str) -> Path:
@@ -78,8 +79,17 @@ def old_partitions(output: str, name: str, before: date) -> list[tuple[Path, lis
     return found
 
 
+class Unknown(Exception):
+    """A file holds what this version's schema cannot: a column it does not know, or values it cannot hold."""
+
+
 def conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """A file's rows as ``schema``: missing columns null, column order the schema's."""
+    """A file's rows as ``schema``: missing columns null, column order the schema's; ``Unknown`` if the file
+    has a column the schema lacks (a newer version wrote it: compacting would drop it)."""
+    extra = sorted(set(table.column_names) - set(schema.names))
+    if extra:
+        version = (schema.metadata or {}).get(b"newsbeam.schema_version", b"?").decode()
+        raise Unknown(f"columns {', '.join(extra)} are not in schema version {version}")
     columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
                else pa.nulls(table.num_rows, f.type) for f in schema]
     return pa.Table.from_arrays(columns, schema=schema)
@@ -138,12 +148,18 @@ def compact(output: str, window_days: float, now: datetime, run_id: str) -> Comp
     before = (now - timedelta(days=window_days)).date()
     result = Compacted()
     for name in DATASETS:
-        partitions = old_partitions(output, name, before)
-        files = sum(len(f) for _, f in partitions)
-        for partition, partition_files in partitions:
-            result.rows += compact_partition(output, name, partition, partition_files, run_id)
-        result.partitions += len(partitions)
-        result.files_before += files
-        result.files_after += len(partitions)
-        result.by_dataset[name] = (files, len(partitions))
+        before_files = after_files = 0
+        for partition, partition_files in old_partitions(output, name, before):
+            try:
+                result.rows += compact_partition(output, name, partition, partition_files, run_id)
+            except (Unknown, pa.ArrowInvalid) as e:  # left as it is, and said
+                shutil.rmtree(staging_dir(output, name), ignore_errors=True)
+                result.skipped.append(f"{name}/{partition.name}: {e}")
+                continue
+            result.partitions += 1
+            before_files += len(partition_files)
+            after_files += 1
+        result.files_before += before_files
+        result.files_after += after_files
+        result.by_dataset[name] = (before_files, after_files)
     return result

@@ -164,3 +164,15 @@ def test_a_stream_compacts_old_partitions_after_its_first_poll_of_the_day(tmp_pa
     assert list(old.values()) == [1, 1]
     stored = ds.dataset(str(out / "articles"), format="parquet", partitioning="hive").to_table()
     assert stored.num_rows == total + 26  # the synthetic history once, and the fixtures the poll stored
+
+
+def test_a_partition_with_a_column_this_version_does_not_know_is_left_as_it_is(tmp_path):
+    out = tmp_path
+    write_partitions(out, days=2, files_per_day=2, rows_per_file=2)
+    newer = sorted((out / "articles").glob("ingest_date=*"))[0]
+    table = pa.Table.from_pylist([full_row(article_id="n1")], schema=DATASETS["articles"])
+    pq.write_table(table.append_column("sentiment", pa.array([0.5])), newer / "r999-00000-of-00001.parquet")
+    result = compact(str(out), 3.0, NOW, "20261130T000000Z-compac")
+    assert result.partitions == 1 and result.skipped == [f"articles/{newer.name}: columns sentiment are not in "
+                                                         f"schema version 1.2"]
+    assert len(list(newer.glob("*.parquet"))) == 3 and not list((out / "articles" / STAGING).iterdir())
