@@ -10,9 +10,11 @@ Partitions within the window are left alone: crash recovery reads their run-name
 
 Readers see either all of a partition's old files or its one new file, never both and never neither: the
 new file is written into ``<dataset>/_compacting/<partition>/`` (a path no dataset reader looks in) and that
-directory is exchanged with the partition in one atomic ``renameat2(RENAME_EXCHANGE)`` call; the old files,
-now in ``_compacting/``, are then deleted. A reader that listed the partition before the exchange and opens
-its files after it finds them gone (an error to retry, never a wrong answer). This needs a local filesystem
+directory is exchanged with the partition in one atomic ``renameat2(RENAME_EXCHANGE)`` call. The old files,
+now in ``_compacting/``, stay there until the next compaction starts: a reader still listing the old
+directory finds them (deleting them at once would show it an empty partition). A reader that listed the
+partition before the exchange and opens its files after it finds them gone (an error to retry, never a
+wrong answer). This needs a local filesystem
 that supports the exchange (Linux ext4, xfs, btrfs, tmpfs); object stores cannot rename atomically, so
 compaction refuses them. Compaction holds the output's lock like a run; what a killed compaction leaves in
 ``_compacting/`` the next compaction removes.
@@ -135,7 +137,9 @@ def compact_partition(output: str, name: str, partition: Path, files: list[Path]
     with open(target, "rb") as f:
         os.fsync(f.fileno())  # on disk before it replaces what is
     exchange(partition, staged)
-    shutil.rmtree(staged)  # the old files
+    # The old files, now in the staging directory, stay until the next compaction clears it: a reader that
+    # began listing the partition before the exchange may still be reading its old directory, and would
+    # find it empty (a partition silently missing) if they went now.
     return rows
 
 

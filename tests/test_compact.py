@@ -58,7 +58,8 @@ def test_runs_and_compactions_interleaved(tmp_path, capsys):
     compacted = next((out / "articles" / old_day).glob("*.parquet"))
     assert compacted.name.startswith("compacted-")
     assert pq.read_schema(compacted).metadata == DATASETS["articles"].metadata
-    assert not list((out / "articles" / STAGING).iterdir())
+    # the old files wait in the staging directory (never read) until the next compaction clears it
+    assert [p.name for p in (out / "articles" / STAGING).iterdir()] == [old_day]
 
     shutil.rmtree(out / "_state" / "feeds")  # every entry is seen again: all are recognised as stored
     summary = run_batch(config, [])
@@ -66,6 +67,7 @@ def test_runs_and_compactions_interleaved(tmp_path, capsys):
     assert summary["entries"]["already_stored"] == summary["entries"]["seen"] > 0
     assert main(["compact", "--config", str(FIXTURES_CONFIG), "--output", str(out)]) == 0
     assert all_rows(out, "articles") == before["articles"]
+    assert not (out / "articles" / STAGING).exists()
 
 
 def full_row(**values) -> dict:
@@ -175,4 +177,20 @@ def test_a_partition_with_a_column_this_version_does_not_know_is_left_as_it_is(t
     result = compact(str(out), 3.0, NOW, "20261130T000000Z-compac")
     assert result.partitions == 1 and result.skipped == [f"articles/{newer.name}: columns sentiment are not in "
                                                          f"schema version 1.2"]
-    assert len(list(newer.glob("*.parquet"))) == 3 and not list((out / "articles" / STAGING).iterdir())
+    assert len(list(newer.glob("*.parquet"))) == 3 and not (out / "articles" / STAGING / newer.name).exists()
+
+
+def test_a_reader_that_opened_a_partition_before_its_exchange_still_finds_its_old_files(tmp_path):
+    """The old files outlive the compaction that replaced them, so such a reader never sees the partition
+    empty (it fails on opening them by path instead, and retries)."""
+    import os
+
+    write_partitions(tmp_path, days=1, files_per_day=3, rows_per_file=2)
+    partition = next((tmp_path / "articles").glob("ingest_date=*"))
+    opened = os.open(partition, os.O_RDONLY)  # as a reader listing the partition has it open
+    try:
+        compact(str(tmp_path), 3.0, NOW, "20261130T000000Z-compac")
+        assert sorted(os.listdir(opened)) == [f"r{f:03d}-00000-of-00001.parquet" for f in range(3)]
+        assert [p.name for p in partition.iterdir()] == ["compacted-20261130T000000Z-compac.parquet"]
+    finally:
+        os.close(opened)
