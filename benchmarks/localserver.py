@@ -1,4 +1,4 @@
-"""A keep-alive HTTP server on 127.0.0.1 for the benchmarks, answering from a function of the path."""
+"""A keep-alive HTTP server on 127.0.0.1 for the benchmarks and tests, answering from a function of the path."""
 
 from __future__ import annotations
 

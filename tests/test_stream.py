@@ -3,19 +3,19 @@ streams and batch runs; stopping by signal; the pure parts of the loop."""
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import tomllib
 from collections import Counter
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from functools import partial
 from xml.sax.saxutils import escape
 
 import pyarrow.dataset as ds
 import pytest
 
+from benchmarks.localserver import NOT_FOUND, Answer, serve
 from pipelines.cli import LOCKED, main
 from pipelines.records import Run
 from pipelines.stream import poll_line, run_stream, stream_summary
@@ -50,35 +50,13 @@ class Site:
         return {self.base + p for chunk in self.chunks[:self.hits["/feed.xml"]] for p in chunk}
 
 
-def serve(site: Site):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def setup(self):
-            super().setup()
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        def do_GET(self):  # noqa: N802
-            site.hits[self.path] += 1
-            if self.path == "/feed.xml":
-                status, kind, body = 200, "application/rss+xml", site.feed(site.hits[self.path])
-            elif self.path in site.pages:
-                status, kind, body = 200, "text/html; charset=utf-8", site.pages[self.path]
-            else:
-                status, kind, body = 404, "text/plain", b"not found"
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    site.base = f"http://127.0.0.1:{server.server_address[1]}"
-    return server
+def answer(site: Site, path: str) -> Answer:
+    site.hits[path] += 1
+    if path == "/feed.xml":
+        return 200, "application/rss+xml", site.feed(site.hits[path])
+    if path in site.pages:
+        return 200, "text/html; charset=utf-8", site.pages[path]
+    return NOT_FOUND
 
 
 @pytest.fixture
@@ -88,7 +66,7 @@ def site():
     chunks = [[seeds[0], GONE, *others[0:5]], [seeds[1], seeds[2], *others[5:10]], [seeds[3], *others[10:15]],
               [seeds[4], *others[15:]]]
     s = Site(chunks)
-    server = serve(s)
+    server, s.base = serve(partial(answer, s))
     yield s
     server.shutdown()
 
