@@ -61,7 +61,8 @@ def staging_dir(output: str, name: str) -> Path:
 
 
 def clear_staging(output: str) -> None:
-    """Remove what a killed compaction left (call only while holding the output's lock)."""
+    """Remove the files the last compaction replaced, and what a killed one left (call only while holding the
+    output's lock)."""
     for name in DATASETS:
         shutil.rmtree(staging_dir(output, name), ignore_errors=True)
 
@@ -157,7 +158,7 @@ def compact(output: str, window_days: float, now: datetime, run_id: str) -> Comp
             try:
                 result.rows += compact_partition(output, name, partition, partition_files, run_id)
             except (Unknown, pa.ArrowInvalid) as e:  # left as it is, and said
-                shutil.rmtree(staging_dir(output, name), ignore_errors=True)
+                shutil.rmtree(staging_dir(output, name) / partition.name, ignore_errors=True)
                 result.skipped.append(f"{name}/{partition.name}: {e}")
                 continue
             result.partitions += 1

@@ -171,13 +171,15 @@ def test_a_stream_compacts_old_partitions_after_its_first_poll_of_the_day(tmp_pa
 def test_a_partition_with_a_column_this_version_does_not_know_is_left_as_it_is(tmp_path):
     out = tmp_path
     write_partitions(out, days=2, files_per_day=2, rows_per_file=2)
-    newer = sorted((out / "articles").glob("ingest_date=*"))[0]
+    compacted, newer = sorted((out / "articles").glob("ingest_date=*"))  # compacted first, then the newer one
     table = pa.Table.from_pylist([full_row(article_id="n1")], schema=DATASETS["articles"])
     pq.write_table(table.append_column("sentiment", pa.array([0.5])), newer / "r999-00000-of-00001.parquet")
     result = compact(str(out), 3.0, NOW, "20261130T000000Z-compac")
     assert result.partitions == 1 and result.skipped == [f"articles/{newer.name}: columns sentiment are not in "
                                                          f"schema version 1.2"]
     assert len(list(newer.glob("*.parquet"))) == 3 and not (out / "articles" / STAGING / newer.name).exists()
+    # the replaced files of the partition compacted before are kept, for readers still listing it
+    assert len(list((out / "articles" / STAGING / compacted.name).glob("*.parquet"))) == 2
 
 
 def test_a_reader_that_opened_a_partition_before_its_exchange_still_finds_its_old_files(tmp_path):
