@@ -1,7 +1,7 @@
 """The SkipKnown stage: drop what earlier runs stored, and keep one of each within-run duplicate.
 
 Keys: before fetching, an entry's canonical link; after extraction, the article id (from the page's
-canonical URL). An element is already stored when one of its lookup strings equals a value in the stored
+canonical URL) of the article's ref (``pipelines.staging``). An element is already stored when one of its lookup strings equals a value in the stored
 ``articles/`` dataset: an entry's link as given or in canonical form against the stored ``url``,
 ``final_url`` and ``canonical_url``; an article's id against ``article_id``. Such elements are counted as
 ``entries_already_stored`` and dropped; several elements of this run with one key keep the first in a
@@ -29,7 +29,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import metrics
 from pipelines.failures import Guarded
-from pipelines.records import Article, FeedEntry, Reject
+from pipelines.records import ArticleRef, FeedEntry, Reject
 from pipelines.sinks import dataset_files
 from pipelines.urls import canonicalize
 
@@ -52,11 +52,11 @@ def entry_lookups(entry: FeedEntry) -> list[str]:
     return sorted({entry.link.strip(), entry_key(entry)})
 
 
-def article_key(article: Article) -> str:
+def article_key(article: ArticleRef) -> str:
     return article.article_id
 
 
-def article_lookups(article: Article) -> list[str]:
+def article_lookups(article: ArticleRef) -> list[str]:
     return [article.article_id]
 
 
@@ -171,7 +171,7 @@ class SkipKnown(beam.PTransform):
         return {"new": selected["new"], REJECTS: rejects}
 
 
-def article_order(article: Article) -> tuple:
+def article_order(article: ArticleRef) -> tuple:
     return (article.published_at is None, article.published_at or datetime.min.replace(tzinfo=UTC),
             article.url, article.feed_url)
 

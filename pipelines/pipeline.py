@@ -1,7 +1,11 @@
 """Wires the stages into one batch pipeline; no logic of its own.
 
-feeds -> ReadFeeds -> SkipKnown(entries, incl. settled rejects) -> FetchPages -> ExtractArticles -> SkipKnown(articles)
-      -> AssignStories -> WriteDataset(articles, stories, rejects) -> SaveSnapshot(story index, feed states)
+feeds -> ReadFeeds -> SkipKnown(entries, incl. settled rejects) -> FetchPages -> ExtractArticles -> StoryFeatures
+      -> StageArticles -> SkipKnown(article refs) -> AssignStories(features) -> UnstageArticles(refs + assignments)
+      -> WriteDataset(articles, stories, rejects) -> SaveSnapshot(story index, feed states)
+
+From StageArticles to UnstageArticles the articles wait on disk and only small refs move (see
+``pipelines.staging``).
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from pipelines.known import (
     entry_order,
 )
 from pipelines.records import Run
-from pipelines.sinks import SaveSnapshot, WriteDataset
-from pipelines.stories.assign import AssignStories
+from pipelines.sinks import SaveSnapshot, WriteDataset, temp_dir
+from pipelines.staging import StageArticles, UnstageArticles
+from pipelines.stories.assign import AssignStories, StoryFeatures
 
 
 def state_dir(output: str, name: str) -> str:
@@ -44,18 +49,25 @@ def build(p: beam.Pipeline, config: Config, run: Run, fetcher: Fetcher | None = 
         settled=True)
     fetched = entries["new"] | "FetchPages" >> FetchPages(fetcher)
     extracted = fetched["pages"] | "ExtractArticles" >> ExtractArticles()
-    articles = extracted["articles"] | "SkipKnownArticles" >> SkipKnown(
+    featured = extracted["articles"] | "StoryFeatures" >> StoryFeatures(run)
+    staged = featured["main"] | "StageArticles" >> StageArticles(f"{temp_dir(output, run.run_id)}/staged")
+    refs = staged["main"] | "SkipKnownArticles" >> SkipKnown(
         output, ARTICLE_COLUMNS, key=article_key, lookups=article_lookups, order=article_order,
         link=lambda a: a.url)
-    stories = articles["new"] | "AssignStories" >> AssignStories(config.stories, state_dir(output, "stories"), run,
-                                                                 output=output)
+    stories = (
+        refs["new"]
+        | "Features" >> beam.Map(lambda ref: ref.features)
+        | "AssignStories" >> AssignStories(config.stories, state_dir(output, "stories"), run, output=output)
+    )
+    articles = {"refs": refs["new"], "assignments": stories["assignments"]} | "UnstageArticles" >> UnstageArticles()
 
     feed_rejects = read["rejects"] | "SkipSettledRejects" >> SkipSettled(output)
-    written = stories["articles"] | "WriteArticles" >> WriteDataset("articles", output, run)
+    written = articles["main"] | "WriteArticles" >> WriteDataset("articles", output, run)
     story_rows = stories["stories"] | "WriteStories" >> WriteDataset("stories", output, run)
     _ = (
-        (feed_rejects, entries["rejects"], fetched["rejects"], extracted["rejects"], articles["rejects"],
-         stories["rejects"], written["rejects"], story_rows["rejects"])
+        (feed_rejects, entries["rejects"], fetched["rejects"], extracted["rejects"], featured["rejects"],
+         staged["rejects"], refs["rejects"], stories["rejects"], articles["rejects"], written["rejects"],
+         story_rows["rejects"])
         | "AllRejects" >> beam.Flatten()
         | "WriteRejects" >> WriteDataset("rejects", output, run)
     )

@@ -9,8 +9,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pipelines.text import scrub
+
+if TYPE_CHECKING:
+    from pipelines.stories.features import ArticleFeatures
 
 # The fixed vocabulary of reject reasons. A reason names what went wrong, the stage names where.
 REJECT_REASONS = frozenset(
@@ -135,6 +139,20 @@ class Article:
 
     def with_story(self, story_id: str, duplicate_of: str | None) -> Article:
         return dataclasses.replace(self, story_id=story_id, duplicate_of=duplicate_of)
+
+
+@dataclass(frozen=True)
+class ArticleRef:
+    """An article waiting on disk for its story (``pipelines.staging``): what the steps that see the whole
+    run need of it (id, order, link, story features), and where it waits."""
+
+    article_id: str
+    url: str
+    feed_url: str
+    published_at: datetime | None
+    file: str
+    position: int  # the article's place in ``file``, from 0
+    features: ArticleFeatures
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The AssignStories stage: Article -> Article with ``story_id`` and ``duplicate_of``, plus Story rows.
+"""The AssignStories stage: an article's features -> its ``story_id`` and ``duplicate_of``, plus Story rows.
 
 Three levels, decided in this order for each article:
 1. exact copy: same normalised text as an article in the index -> ``duplicate_of`` it, its story;
@@ -11,8 +11,9 @@ Three levels, decided in this order for each article:
 
 Assignment is online: articles are taken one at a time in (time, article_id) order against the
 index of earlier runs plus the articles already assigned in this run, and earlier assignments are
-never rewritten. Feature extraction runs in parallel; the assignment itself runs once per run on one
-worker (a single-key GroupByKey), which is what makes it deterministic whatever the bundle order.
+never rewritten. Feature extraction (``StoryFeatures``) runs in parallel, where articles are extracted;
+the assignment itself runs once per run on one worker (a single-key GroupByKey of the run's features, not
+its articles), which is what makes it deterministic whatever the bundle order.
 Its cost per article depends on the window's candidates, not on the history. An article whose
 assignment raises is a reject (``pipelines.failures``); the index is changed only once its decision is made.
 The index ages by the runs' clock: after a run it keeps the stories that runs added to within
@@ -178,16 +179,26 @@ class _AssignFn(beam.DoFn):
             metrics.inc(name, n)
 
 
-def _attach(joined: tuple[str, dict[str, list]]) -> Iterator[Article]:
-    _, groups = joined
-    for article in groups["article"]:
-        for a in groups["assignment"]:
-            yield article.with_story(a.story_id, a.duplicate_of)
+def _with_features(article: Article, run: Run) -> tuple[Article, ArticleFeatures]:
+    return article, features_of(article, run)
+
+
+class StoryFeatures(beam.PTransform):
+    """Article -> ``main`` ((Article, ArticleFeatures)) and ``rejects`` (articles whose features failed, stage
+    ``stories``). Features are computed where the article is extracted, in parallel, so the steps after it
+    can carry them instead of the article (``pipelines.staging``)."""
+
+    def __init__(self, run: Run):
+        super().__init__()
+        self._run = run
+
+    def expand(self, articles):
+        return articles | "Features" >> Guarded(beam.Map(_with_features, self._run), "stories")
 
 
 class AssignStories(beam.PTransform):
-    """Article -> ``articles`` with story fields, ``stories`` (Story), ``index`` (the new index, encoded, to
-    save) and ``rejects`` (articles whose features or assignment failed).
+    """ArticleFeatures -> ``assignments`` (Assignment), ``stories`` (Story), ``index`` (the new index,
+    encoded, to save) and ``rejects`` (articles whose assignment failed).
 
     An article the index already holds (stored articles never get here) keeps the story it was given.
     """
@@ -196,23 +207,11 @@ class AssignStories(beam.PTransform):
         super().__init__()
         self._config, self._state_dir, self._run, self._output = config, state_dir, run, output
 
-    def expand(self, articles):
-        run = self._run
-        features = articles | "Features" >> Guarded(beam.Map(features_of, run), "stories")
-        results = (
-            features["main"]
+    def expand(self, features):
+        return (
+            features
             | "OneGroup" >> beam.WithKeys(lambda _: None)
             | "Gather" >> beam.GroupByKey()
-            | "Assign" >> Guarded(beam.ParDo(_AssignFn(self._config, self._state_dir, run, self._output)),
+            | "Assign" >> Guarded(beam.ParDo(_AssignFn(self._config, self._state_dir, self._run, self._output)),
                                   "stories", STORIES, INDEX, REJECTS, main="assignments")
         )
-        assigned = (
-            {
-                "article": articles | "KeyArticles" >> beam.WithKeys(lambda a: a.article_id),
-                "assignment": results["assignments"] | "KeyAssignments" >> beam.WithKeys(lambda a: a.article_id),
-            }
-            | "Join" >> beam.CoGroupByKey()
-            | "Attach" >> beam.FlatMap(_attach)
-        )
-        rejects = (features[REJECTS], results[REJECTS]) | "AllRejects" >> beam.Flatten()
-        return {"articles": assigned, STORIES: results[STORIES], INDEX: results[INDEX], REJECTS: rejects}

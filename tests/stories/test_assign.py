@@ -9,7 +9,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipelines import state
 from pipelines.config import StoriesConfig
 from pipelines.records import Article, Run
-from pipelines.stories.assign import AssignStories, assign_batch
+from pipelines.stories.assign import AssignStories, assign_batch, features_of
 from pipelines.stories.index import StoryIndex, encode_index
 from pipelines.text import content_hash
 from pipelines.urls import stable_id
@@ -94,8 +94,9 @@ def test_assign_stories_composite_continues_stored_index(tmp_path):
     deal_story = stable_id("story", "a")
     with TestPipeline() as p:
         out = (p | beam.Create([article("b", TEXTS["deal2"], 2), article("c", TEXTS["weather"], 3)])
+               | beam.Map(features_of, run)
                | AssignStories(CFG, state_dir, run))
-        assert_that(out["articles"] | beam.Map(lambda a: (a.article_id, a.story_id, a.duplicate_of)),
+        assert_that(out["assignments"] | beam.Map(lambda a: (a.article_id, a.story_id, a.duplicate_of)),
                     equal_to([("b", deal_story, None), ("c", stable_id("story", "c"), None)]), label="articles")
         assert_that(out["stories"] | beam.Map(lambda s: (s.story_id, s.article_count)),
                     equal_to([(deal_story, 2), (stable_id("story", "c"), 1)]), label="stories")

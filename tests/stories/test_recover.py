@@ -14,7 +14,7 @@ from pipelines import state
 from pipelines.config import StoriesConfig
 from pipelines.records import Run
 from pipelines.sinks import run_of
-from pipelines.stories.assign import AssignStories, assign_batch
+from pipelines.stories.assign import AssignStories, assign_batch, features_of
 from pipelines.stories.index import StoryIndex, encode_index
 from pipelines.stories.recover import COLUMNS, restore, unindexed_files
 from pipelines.text import content_hash
@@ -82,8 +82,9 @@ def test_composite_restores_an_interrupted_run_before_assigning(tmp_path):
     run = Run("20250613T000000Z-next", datetime(2025, 6, 13, tzinfo=UTC))
     with TestPipeline() as p:
         out = (p | beam.Create([article("b", TEXTS["deal2"], 2)])
+               | beam.Map(features_of, run)
                | AssignStories(CFG, state_dir, run, str(tmp_path / "out")))
-        assert_that(out["articles"] | beam.Map(lambda a: (a.article_id, a.story_id)),
+        assert_that(out["assignments"] | beam.Map(lambda a: (a.article_id, a.story_id)),
                     equal_to([("b", stable_id("story", "a"))]), label="articles")
         assert_that(out["stories"] | beam.Map(lambda s: (s.story_id, s.article_count)),
                     equal_to([(stable_id("story", "a"), 2)]), label="stories")

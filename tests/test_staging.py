@@ -1,0 +1,83 @@
+"""Articles wait on disk between extraction and the write; only refs and placements move through the run."""
+
+import io
+from datetime import UTC, datetime
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipelines.records import Article, Assignment, Run
+from pipelines.staging import StageArticles, UnstageArticles, read_articles, write_article
+from pipelines.stories.assign import features_of
+from pipelines.text import content_hash
+
+RUN = Run("20250614T000000Z-stage", datetime(2025, 6, 14, tzinfo=UTC))
+
+
+def article(n: int, text: str | None = None) -> Article:
+    text = text or f"Article number {n} tells of the harbour bridge that reopened on day {n}. " * 3
+    url = f"https://news.example/{n}"
+    return Article(f"id{n}", url, url, url, "https://news.example/rss", "news.example", f"Title {n}", (),
+                   datetime(2025, 6, 13, n % 24, tzinfo=UTC), RUN.started_at, "en", None, text, len(text.split()),
+                   content_hash(text))
+
+
+def test_read_articles_returns_the_asked_positions_in_file_order():
+    handle = io.BytesIO()
+    written = [article(n, text="Ünïcödé 東京 " * n + "x") for n in range(6)]
+    for a in written:
+        write_article(handle, a)
+    handle.seek(0)
+    assert list(read_articles(handle, [4, 1, 5])) == [(1, written[1]), (4, written[4]), (5, written[5])]
+    handle.seek(0)
+    assert list(read_articles(handle, [])) == []
+
+
+def test_a_staged_file_shorter_than_its_placements_is_an_error():
+    handle = io.BytesIO()
+    write_article(handle, article(1))
+    handle.seek(0)
+    with pytest.raises(EOFError):
+        list(read_articles(handle, [0, 3]))
+
+
+def _with_features(a: Article):
+    return a, features_of(a, RUN)
+
+
+def test_stage_then_unstage_gives_back_the_assigned_articles_with_their_stories(tmp_path):
+    articles = [article(n) for n in range(40)]
+    # id7 has no assignment (its story step failed): it must not be written
+    assignments = [Assignment(a.article_id, f"story-{int(a.article_id[2:]) % 3}",
+                              "id0" if a.article_id == "id3" else None)
+                   for a in articles if a.article_id != "id7"]
+    expected = [a.with_story(s.story_id, s.duplicate_of) for a, s in zip(
+        [a for a in articles if a.article_id != "id7"], assignments, strict=True)]
+    with TestPipeline() as p:
+        staged = (p | "Articles" >> beam.Create(articles) | beam.Map(_with_features)
+                  | StageArticles(str(tmp_path / "staged")))
+        refs = staged["main"]
+        assert_that(refs | beam.Map(lambda r: (r.article_id, r.features.article_id)),
+                    equal_to([(a.article_id, a.article_id) for a in articles]), label="refs carry features")
+        out = ({"refs": refs, "assignments": p | "Assignments" >> beam.Create(assignments)}
+               | UnstageArticles())
+        assert_that(out["main"], equal_to(expected), label="articles")
+        assert_that(out["rejects"], equal_to([]), label="no rejects")
+    assert list((tmp_path / "staged").iterdir())  # the articles went through files
+
+
+def test_an_unreadable_staged_file_rejects_the_articles_placed_in_it(tmp_path):
+    articles = [article(n) for n in range(3)]
+    with TestPipeline() as p:
+        refs = (p | "Articles" >> beam.Create(articles) | beam.Map(_with_features)
+                | StageArticles(str(tmp_path / "staged")))["main"]
+        # refs pointing into a file that does not hold them
+        moved = refs | beam.Map(lambda r: r.__class__(r.article_id, r.url, r.feed_url, r.published_at,
+                                                       str(tmp_path / "gone.articles"), r.position, r.features))
+        assignments = p | "Assignments" >> beam.Create([Assignment(a.article_id, "s") for a in articles])
+        out = {"refs": moved, "assignments": assignments} | UnstageArticles()
+        assert_that(out["main"], equal_to([]), label="nothing written")
+        assert_that(out["rejects"] | beam.Map(lambda r: (r.url, r.stage, r.reason)),
+                    equal_to([(a.url, "write", "internal_error") for a in articles]), label="rejects")
