@@ -151,7 +151,7 @@ class ArticleRef:
     feed_url: str
     published_at: datetime | None
     file: str
-    position: int  # the article's place in ``file``, from 0
+    offset: int  # where in ``file`` the article starts
     features: ArticleFeatures
 
 

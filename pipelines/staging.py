@@ -5,8 +5,9 @@ article's id, order, link and story features, and a runner keeps everything that
 memory (the in-process runner) or shuffles it (a cluster). So ``StageArticles`` writes each bundle's
 articles to one file under the run's ``_tmp/<run_id>/staged/``, through Beam's filesystems so any worker
 can read it, and passes on an ``ArticleRef`` in each article's place. ``UnstageArticles`` takes the refs
-that survived, with their story assignments, groups them by staged file (small records: position, link,
-story), reads each file once from start to end, and emits the chosen articles with their story fields.
+that survived, with their story assignments, groups them by staged file (small records: offset, link,
+story), reads each file in file order, a chunk of articles at a time, and emits the chosen articles with
+their story fields.
 
 What crosses a stage boundary per article is therefore its ref (its features make it about 2 KB) and its
 placement (under 200 bytes), never the article. A staged file is complete before any ref to it leaves
@@ -31,26 +32,25 @@ from pipelines.records import Article, ArticleRef, Assignment
 from pipelines.stories.features import ArticleFeatures
 
 _LENGTH = 8  # bytes of the big-endian length before each pickled article
+CHUNK = 100  # articles read back per element
 
 
-def write_article(handle: BinaryIO, article: Article) -> None:
+def write_article(handle: BinaryIO, article: Article) -> int:
+    """Appends an article; returns the bytes written."""
     data = pickle.dumps(article, protocol=pickle.HIGHEST_PROTOCOL)  # before writing: a failure leaves no half
     handle.write(len(data).to_bytes(_LENGTH, "big") + data)
+    return _LENGTH + len(data)
 
 
-def read_articles(handle: BinaryIO, positions: Iterable[int]) -> Iterator[tuple[int, Article]]:
-    """The articles at ``positions`` of a staged file, in file order; unpickles only those."""
-    wanted = set(positions)
-    position = 0
-    while wanted:
-        head = handle.read(_LENGTH)
-        if not head:
-            raise EOFError(f"staged file ends before position(s) {sorted(wanted)[:5]}")
-        data = handle.read(int.from_bytes(head, "big"))
-        if position in wanted:
-            wanted.discard(position)
-            yield position, pickle.loads(data)  # our own file, written by this run
-        position += 1
+def read_article(handle: BinaryIO, offset: int) -> Article:
+    """The article written at ``offset`` of a staged file."""
+    handle.seek(offset)
+    head = handle.read(_LENGTH)
+    size = int.from_bytes(head, "big")
+    data = handle.read(size)
+    if len(head) < _LENGTH or len(data) < size:
+        raise EOFError(f"staged file ends inside the article at offset {offset}")
+    return pickle.loads(data)  # our own file, written by this run
 
 
 class _StageFn(beam.DoFn):
@@ -60,18 +60,18 @@ class _StageFn(beam.DoFn):
     def start_bundle(self) -> None:
         self._file: str | None = None
         self._handle: BinaryIO | None = None
-        self._written = 0
+        self._offset = 0
 
     def process(self, item: tuple[Article, ArticleFeatures]) -> Iterator[ArticleRef]:
         article, features = item
         if self._handle is None:
             self._file = f"{self._directory}/{uuid.uuid4().hex}.articles"
             self._handle = FileSystems.create(self._file)
-        write_article(self._handle, article)
+        size = write_article(self._handle, article)
         assert self._file is not None
         yield ArticleRef(article.article_id, article.url, article.feed_url, article.published_at, self._file,
-                         self._written, features)
-        self._written += 1
+                         self._offset, features)
+        self._offset += size
 
     def finish_bundle(self) -> None:
         if self._handle is not None:
@@ -94,7 +94,7 @@ class StageArticles(beam.PTransform):
 class Placement:
     """An article to write: where it waits in its staged file, its entry (for a reject) and its story."""
 
-    position: int
+    offset: int
     url: str
     feed_url: str
     story_id: str
@@ -103,19 +103,26 @@ class Placement:
 
 def _placements(joined: tuple[str, dict[str, list]]) -> Iterator[tuple[str, Placement]]:
     _, groups = joined
-    for file, position, url, feed_url in groups["ref"]:
+    for file, offset, url, feed_url in groups["ref"]:
         for story_id, duplicate_of in groups["assignment"]:
-            yield file, Placement(position, url, feed_url, story_id, duplicate_of)
+            yield file, Placement(offset, url, feed_url, story_id, duplicate_of)
 
 
-def unstage(grouped: tuple[str, Iterable[Placement]]) -> Iterator[Article]:
-    """The placed articles of one staged file, with their stories."""
+def in_chunks(grouped: tuple[str, Iterable[Placement]]) -> Iterator[tuple[str, tuple[Placement, ...]]]:
+    """A staged file's placements in file order, ``CHUNK`` at a time: each chunk is one element, so a failure
+    rejects that chunk's articles and the failure mechanism never buffers more than a chunk's articles."""
     file, placements = grouped
-    by_position = {p.position: p for p in placements}
+    ordered = sorted(placements, key=lambda p: p.offset)
+    for start in range(0, len(ordered), CHUNK):
+        yield file, tuple(ordered[start:start + CHUNK])
+
+
+def unstage(chunk: tuple[str, tuple[Placement, ...]]) -> Iterator[Article]:
+    """The articles of a chunk of placements, with their stories."""
+    file, placements = chunk
     with FileSystems.open(file) as handle:
-        for position, article in read_articles(handle, by_position):
-            placement = by_position[position]
-            yield article.with_story(placement.story_id, placement.duplicate_of)
+        for placement in placements:
+            yield read_article(handle, placement.offset).with_story(placement.story_id, placement.duplicate_of)
 
 
 class UnstageArticles(beam.PTransform):
@@ -130,12 +137,13 @@ class UnstageArticles(beam.PTransform):
         refs, assignments = inputs["refs"], inputs["assignments"]
         return (
             {
-                "ref": refs | "KeyRefs" >> beam.Map(lambda r: (r.article_id, (r.file, r.position, r.url, r.feed_url))),
+                "ref": refs | "KeyRefs" >> beam.Map(lambda r: (r.article_id, (r.file, r.offset, r.url, r.feed_url))),
                 "assignment": assignments | "KeyAssignments" >> beam.Map(_keyed_assignment),
             }
             | "Join" >> beam.CoGroupByKey()
             | "Place" >> beam.FlatMap(_placements)
             | "ByFile" >> beam.GroupByKey()
+            | "InChunks" >> beam.FlatMap(in_chunks)
             | "Unstage" >> Guarded(beam.FlatMap(unstage), "write")
         )
 

@@ -9,7 +9,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.records import Article, Assignment, Run
-from pipelines.staging import StageArticles, UnstageArticles, read_articles, write_article
+from pipelines.staging import CHUNK, Placement, StageArticles, UnstageArticles, in_chunks, read_article, write_article
 from pipelines.stories.assign import features_of
 from pipelines.text import content_hash
 
@@ -24,23 +24,32 @@ def article(n: int, text: str | None = None) -> Article:
                    content_hash(text))
 
 
-def test_read_articles_returns_the_asked_positions_in_file_order():
+def test_read_article_finds_each_article_at_its_offset():
     handle = io.BytesIO()
     written = [article(n, text="Ünïcödé 東京 " * n + "x") for n in range(6)]
+    offsets = []
     for a in written:
-        write_article(handle, a)
-    handle.seek(0)
-    assert list(read_articles(handle, [4, 1, 5])) == [(1, written[1]), (4, written[4]), (5, written[5])]
-    handle.seek(0)
-    assert list(read_articles(handle, [])) == []
+        offsets.append(handle.tell())
+        assert write_article(handle, a) == handle.tell() - offsets[-1]
+    for n in (4, 1, 5, 0):
+        assert read_article(handle, offsets[n]) == written[n]
 
 
-def test_a_staged_file_shorter_than_its_placements_is_an_error():
+def test_a_staged_file_cut_short_is_an_error():
     handle = io.BytesIO()
     write_article(handle, article(1))
-    handle.seek(0)
+    truncated = io.BytesIO(handle.getvalue()[:-10])
     with pytest.raises(EOFError):
-        list(read_articles(handle, [0, 3]))
+        read_article(truncated, 0)
+    with pytest.raises(EOFError):
+        read_article(handle, handle.tell())
+
+
+def test_placements_come_in_file_order_a_chunk_at_a_time():
+    placements = [Placement(offset, f"u{offset}", "f", "s", None) for offset in range(CHUNK * 2 + 5, 0, -1)]
+    chunks = list(in_chunks(("file", placements)))
+    assert [len(c) for _, c in chunks] == [CHUNK, CHUNK, 5]
+    assert [p.offset for _, c in chunks for p in c] == sorted(p.offset for p in placements)
 
 
 def _with_features(a: Article):
@@ -48,7 +57,7 @@ def _with_features(a: Article):
 
 
 def test_stage_then_unstage_gives_back_the_assigned_articles_with_their_stories(tmp_path):
-    articles = [article(n) for n in range(40)]
+    articles = [article(n) for n in range(CHUNK + 40)]
     # id7 has no assignment (its story step failed): it must not be written
     assignments = [Assignment(a.article_id, f"story-{int(a.article_id[2:]) % 3}",
                               "id0" if a.article_id == "id3" else None)
@@ -75,7 +84,7 @@ def test_an_unreadable_staged_file_rejects_the_articles_placed_in_it(tmp_path):
                 | StageArticles(str(tmp_path / "staged")))["main"]
         # refs pointing into a file that does not hold them
         moved = refs | beam.Map(lambda r: r.__class__(r.article_id, r.url, r.feed_url, r.published_at,
-                                                       str(tmp_path / "gone.articles"), r.position, r.features))
+                                                       str(tmp_path / "gone.articles"), r.offset, r.features))
         assignments = p | "Assignments" >> beam.Create([Assignment(a.article_id, "s") for a in articles])
         out = {"refs": moved, "assignments": assignments} | UnstageArticles()
         assert_that(out["main"], equal_to([]), label="nothing written")
