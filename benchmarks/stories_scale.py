@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def synthetic_stream(n: int, per_day: int, seed: int = 11):
-    from pipelines.stories.features import NUM_PERM, ArticleFeatures
+    from pipelines.stories.features import NUM_PERM, ArticleFeatures, signature
 
     rng = random.Random(seed)
     common = [f"common{i}" for i in range(2000)]
@@ -47,7 +47,7 @@ def synthetic_stream(n: int, per_day: int, seed: int = 11):
         yield ArticleFeatures(
             article_id=f"a{i}", source=f"outlet{rng.randrange(50)}", title=None, time=when,
             content_hash=f"h{i}", terms=vector,
-            minhash=tuple(rng.getrandbits(32) for _ in range(NUM_PERM)),
+            minhash=signature(rng.getrandbits(32) for _ in range(NUM_PERM)),
         )
 
 

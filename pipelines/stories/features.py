@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sys
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import lru_cache
 from operator import mul
@@ -31,6 +33,7 @@ MAX_TERMS = 60
 TITLE_BOOST = 2
 SHINGLE = 5
 NUM_PERM = 64
+SIGNATURE_DTYPE = np.dtype("<u4")
 
 _STOP = frozenset("""
 a an the and or but if of to in on at by for with from as is are was were be been being it its this that
@@ -49,10 +52,21 @@ class ArticleFeatures:
     time: datetime  # published_at, else the run's start (a stand-in for fetch time)
     content_hash: str
     terms: tuple[tuple[str, float], ...]  # sorted by weight, descending; L2 norm 1
-    minhash: tuple[int, ...]
+    minhash: bytes  # see ``minhash``
     dated: bool = True  # ``time`` is a publication date, not a fetch time
     url: str = ""  # the entry's link and feed: what a failure to assign the article rejects
     feed_url: str | None = None
+
+    def __reduce__(self):
+        # a run's features are held together by the story step, and most terms recur across its articles:
+        # unpickled (moved between stages or workers), the terms are interned, so each is held once
+        return _unpickled, tuple(getattr(self, f.name) for f in fields(self))
+
+
+def _unpickled(*values) -> ArticleFeatures:
+    features = ArticleFeatures(*values)
+    object.__setattr__(features, "terms", tuple((sys.intern(t), w) for t, w in features.terms))
+    return features
 
 
 def tokens(text: str) -> list[str]:
@@ -132,8 +146,10 @@ _A = _RNG.integers(1, 2**63, NUM_PERM, dtype=np.uint64) | np.uint64(1)
 _B = _RNG.integers(0, 2**63, NUM_PERM, dtype=np.uint64)
 
 
-def minhash(text: str) -> tuple[int, ...]:
-    """MinHash of word 5-shingles; 64 multiply-shift hash functions over a 64-bit shingle hash."""
+def minhash(text: str) -> bytes:
+    """MinHash of word 5-shingles; 64 multiply-shift hash functions over a 64-bit shingle hash. Each value
+    fits 32 bits; the signature is their little-endian bytes (256 bytes; as Python ints it would take 2.6 KB,
+    and the story index holds one per article of the window)."""
     units = words(normalise(text))
     shingles = {" ".join(units[i:i + SHINGLE]) for i in range(max(1, len(units) - SHINGLE + 1))}
     hashes = np.fromiter(
@@ -141,12 +157,24 @@ def minhash(text: str) -> tuple[int, ...]:
         dtype=np.uint64, count=len(shingles))
     with np.errstate(over="ignore"):
         permuted = (hashes[:, None] * _A[None, :] + _B[None, :]) >> np.uint64(32)
-    return tuple(int(x) for x in permuted.min(axis=0))
+    return permuted.min(axis=0).astype(SIGNATURE_DTYPE).tobytes()
 
 
-def jaccard(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+def signature(values: Iterable[int]) -> bytes:
+    """A MinHash signature from its values (a snapshot's list, a test's)."""
+    return np.array(list(values), dtype=SIGNATURE_DTYPE).tobytes()
+
+
+def signature_values(minhash: bytes) -> list[int]:
+    return np.frombuffer(minhash, dtype=SIGNATURE_DTYPE).tolist()
+
+
+def jaccard(a: bytes, b: bytes) -> float:
     """Estimated Jaccard similarity of the shingle sets behind two signatures."""
-    return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
+    if len(a) != len(b):
+        raise ValueError("signatures of different lengths")
+    x, y = np.frombuffer(a, dtype=SIGNATURE_DTYPE), np.frombuffer(b, dtype=SIGNATURE_DTYPE)
+    return int(np.count_nonzero(x == y)) / len(x)
 
 
 def article_features(article_id: str, source: str, title: str | None, text: str, language: str | None,

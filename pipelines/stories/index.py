@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from itertools import islice
 
 from pipelines import state
+from pipelines.stories.features import SIGNATURE_DTYPE, signature, signature_values
 
 # 2 added the stories' dated span (a format-1 snapshot is read as if all members were dated); 3 ages stories
 # by the run that last touched them instead of by the newest article (older snapshots: by their last article)
@@ -72,7 +73,7 @@ class ArticleState:
     story_id: str
     time: datetime
     content_hash: str
-    minhash: tuple[int, ...]
+    minhash: bytes
 
 
 @dataclass
@@ -83,7 +84,7 @@ class StoryIndex:
     _postings: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set), repr=False)
     _by_hash: dict[str, str] = field(default_factory=dict, repr=False)
     _members: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list), repr=False)
-    _bands: dict[tuple, set[str]] = field(default_factory=lambda: defaultdict(set), repr=False)
+    _bands: dict[bytes, set[str]] = field(default_factory=lambda: defaultdict(set), repr=False)
 
     # -- lookups --------------------------------------------------------------------------------
     def candidate_stories(self, terms: list[tuple[str, float]], time: datetime, window: timedelta,
@@ -106,7 +107,7 @@ class StoryIndex:
                     break
         return sorted(best, key=lambda s: s.story_id)
 
-    def near_copy_candidates(self, minhash: tuple[int, ...]) -> list[ArticleState]:
+    def near_copy_candidates(self, minhash: bytes) -> list[ArticleState]:
         """Articles sharing at least one LSH band with the signature, in id order."""
         ids: set[str] = set()
         for key in _band_keys(minhash):
@@ -199,7 +200,7 @@ class StoryIndex:
             ],
             "articles": [
                 {"article_id": a.article_id, "story_id": a.story_id, "time": _iso(a.time),
-                 "content_hash": a.content_hash, "minhash": list(a.minhash)}
+                 "content_hash": a.content_hash, "minhash": signature_values(a.minhash)}
                 for a in sorted(self.articles.values(), key=lambda a: (a.time, a.article_id))
             ],
         }
@@ -221,12 +222,14 @@ class StoryIndex:
             index.add_story(story)
         for a in doc["articles"]:
             index._index_article(ArticleState(a["article_id"], a["story_id"], _parse(a["time"]),
-                                              a["content_hash"], tuple(a["minhash"])))
+                                              a["content_hash"], signature(a["minhash"])))
         return index
 
 
-def _band_keys(minhash: tuple[int, ...]) -> list[tuple]:
-    return [(b, *minhash[b * ROWS:(b + 1) * ROWS]) for b in range(BANDS)]
+def _band_keys(minhash: bytes) -> list[bytes]:
+    """Band b's key: b, then the band's ROWS values (their bytes)."""
+    width = ROWS * SIGNATURE_DTYPE.itemsize
+    return [bytes((b,)) + minhash[b * width:(b + 1) * width] for b in range(BANDS)]
 
 
 def load_index(state_dir: str) -> StoryIndex:
