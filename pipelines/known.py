@@ -1,11 +1,12 @@
 """The SkipKnown stage: drop what earlier runs stored, and keep one of each within-run duplicate.
 
 Keys: before fetching, an entry's canonical link; after extraction, the article id (from the page's
-canonical URL) of the article's ref (``pipelines.staging``). An element is already stored when one of its lookup strings equals a value in the stored
-``articles/`` dataset: an entry's link as given or in canonical form against the stored ``url``,
-``final_url`` and ``canonical_url``; an article's id against ``article_id``. Such elements are counted as
-``entries_already_stored`` and dropped; several elements of this run with one key keep the first in a
-deterministic order and turn the rest into ``duplicate_url`` rejects (stage ``dedup``).
+canonical URL) of the article's ref (``pipelines.staging``). An element is already stored when one of its
+lookup strings equals a value in the stored ``articles/`` dataset: an entry's link as given or in canonical
+form against the stored ``url``, ``final_url`` and ``canonical_url``; an article's id against
+``article_id``. Such elements are counted as ``entries_already_stored`` and dropped; several elements of
+this run with one key keep the first in a deterministic order and turn the rest into ``duplicate_url``
+rejects (stage ``dedup``).
 
 An entry an earlier run rejected for good is settled too: its link in the ``url`` of an entry-level row of
 ``rejects/`` whose reason would recur (a 404, a page with no text, a refused address; not a timeout, a

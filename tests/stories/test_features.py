@@ -40,3 +40,15 @@ def test_features_are_deterministic():
     a = article_features("id1", "src", "Title", "Some text about Scale AI and Meta.", "en", T, "h")
     b = article_features("id1", "src", "Title", "Some text about Scale AI and Meta.", "en", T, "h")
     assert a == b and a.terms[0][1] >= a.terms[-1][1]
+
+
+def test_features_survive_pickling_with_their_terms_interned():
+    import pickle
+    from datetime import UTC, datetime
+
+    text = "The harbour bridge reopened on Tuesday after repairs costing 14.3 million. " * 4
+    features = article_features("a", "s", "Bridge reopens", text, "en", datetime(2025, 6, 13, tzinfo=UTC), "h")
+    back, again = pickle.loads(pickle.dumps(features)), pickle.loads(pickle.dumps(features))
+    assert back == features and len(back.minhash) == 256
+    # two articles' copies of a term are one string object
+    assert all(a is b for (a, _), (b, _) in zip(back.terms, again.terms, strict=True))
