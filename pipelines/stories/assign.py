@@ -43,6 +43,7 @@ STORIES = "stories"
 INDEX = "index"
 REJECTS = "rejects"
 QUERY_TERMS = 30  # an article looks up candidate stories by this many of its strongest terms
+ROUNDING = 1e-9  # far above the float error of a cosine computed in another order (60 products: < 1e-14)
 
 
 @dataclass
@@ -99,7 +100,7 @@ def _assign_one(index: StoryIndex, feat: ArticleFeatures, config: StoriesConfig,
         original, kind = None, None
         vector = dict(feat.terms)
         candidates = index.candidate_stories(list(feat.terms[:QUERY_TERMS]), feat.time, window, feat.dated)
-        story = _best_story(candidates, vector, config.threshold)
+        story = _best_story(index, candidates, vector, config.threshold)
 
     # ... then record the decision
     if vector is not None:
@@ -112,10 +113,22 @@ def _assign_one(index: StoryIndex, feat: ArticleFeatures, config: StoriesConfig,
                       original.article_id if original else None, kind)
 
 
-def _best_story(candidates: list[StoryState], vector: dict[str, float], threshold: float) -> StoryState | None:
-    scored = [(cosine(vector, s.centroid) / (s.norm or 1.0), s) for s in candidates]
-    best = max(scored, key=lambda x: (x[0], x[1].first_seen, x[1].story_id), default=None)
-    return best[1] if best is not None and best[0] >= threshold else None
+def _best_story(index: StoryIndex, candidates: list[StoryState], vector: dict[str, float],
+                threshold: float) -> StoryState | None:
+    """The candidate most similar to ``vector`` (then the earliest, then by id), if at or above ``threshold``.
+
+    The index scores all candidates at once, to within float rounding (about 1e-15); the few within
+    ``ROUNDING`` of the best are scored again exactly, so the choice is the one exact scores give."""
+    if not candidates:
+        return None
+    near = index.similarities(candidates, vector.items())
+    top = max(near)
+    if top < threshold - ROUNDING:
+        return None
+    contenders = [s for s, score in zip(candidates, near, strict=True) if score >= top - ROUNDING]
+    scored = [(cosine(vector, s.centroid) / (s.norm or 1.0), s) for s in contenders]
+    score, best = max(scored, key=lambda x: (x[0], x[1].first_seen, x[1].story_id))
+    return best if score >= threshold else None
 
 
 def _new_story(index: StoryIndex, feat: ArticleFeatures) -> StoryState:

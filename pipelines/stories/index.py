@@ -7,7 +7,10 @@ exactly. Time narrows the candidates only where it is known on both sides: a dat
 with stories whose members' publication dates come within the window of its own, and with stories that
 have no dated member; an undated article (its time is only when it was fetched) with every story held.
 Candidate originals for near-copy checks come from a MinHash LSH band index. So the work per article is
-bounded by constants, whatever the history. The index ages by the runs' clock, not by article times: a
+bounded by constants, whatever the history. The voting, the time filter and the candidates' similarities
+are computed in numpy over small integer "slots" standing for the stories held (postings hold slots, the
+centroids are rows of a matrix), with the same results as the plain computations (``candidate_stories``
+and ``similarities`` say how). The index ages by the runs' clock, not by article times: a
 story records when a run last added an article to it (``touched``), and ``prune`` drops the stories (and
 their articles) no run has touched since a horizon (the run's start minus the window). So memory is
 bounded by what the runs of one window ingest, an article dated in the future cannot empty the index, and
@@ -19,9 +22,13 @@ Persistence: one snapshot per run through ``pipelines.state`` (Beam's filesystem
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import islice
+from operator import itemgetter, mul
+
+import numpy as np
 
 from pipelines import state
 from pipelines.stories.features import SIGNATURE_DTYPE, signature, signature_values
@@ -32,10 +39,12 @@ FORMAT_VERSION = 3
 POSTING_TERMS = 30  # a story is findable by this many of its strongest centroid terms
 CENTROID_TERMS = 120  # a story's centroid keeps this many terms
 MAX_POSTING = 500  # a term posted by more active stories than this identifies none of them
-MAX_CANDIDATES = 50  # stories scored exactly per article
+MAX_CANDIDATES = 50  # stories scored per article
 # LSH over MinHash signatures: 21 bands of 3 values. A pair with shingle Jaccard 0.6 shares a band with
 # probability 0.99, a pair at 0.2 with 0.15, unrelated articles almost never.
 BANDS, ROWS = 21, 3
+_EPOCH, _MICROSECOND = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
+_UNDATED = (-(2**62), 2**62)  # an undated story's span, in microseconds: near any time
 
 
 @dataclass
@@ -60,8 +69,10 @@ class StoryState:
         return self.dated_first - window <= time <= self.dated_last + window
 
     def set_centroid(self, centroid: dict[str, float]) -> None:
-        self.centroid = dict(sorted(centroid.items(), key=lambda kv: (-kv[1], kv[0]))[:CENTROID_TERMS])
-        self.norm = sum(w * w for w in self.centroid.values()) ** 0.5
+        # in (-weight, term) order: sorted by term, then (stably) by weight, descending
+        self.centroid = dict(sorted(sorted(centroid.items()), key=itemgetter(1), reverse=True)[:CENTROID_TERMS])
+        weights = self.centroid.values()
+        self.norm = sum(map(mul, weights, weights)) ** 0.5
 
     def top_terms(self, n: int) -> list[str]:
         return list(islice(self.centroid, n))  # set_centroid keeps the centroid in (-weight, term) order
@@ -76,43 +87,180 @@ class ArticleState:
     minhash: bytes
 
 
+class _Centroids:
+    """The stories' centroids as rows of two matrices (term ids, weights), to score many candidates at once:
+    row ``slot`` holds that story's centroid, padded with term id 0, which no term has. Term ids are counted by
+    the centroids holding them and recycled when none does, so the vocabulary is that of the stories held."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}
+        self._terms: list[str | None] = [None]  # id -> term; None: free (or the padding id 0)
+        self._free: list[int] = []
+        self._refs = np.zeros(1, np.int64)  # id -> how many centroids hold the term
+        self._scratch = np.zeros(1)  # id -> the scored article's weight; zero between calls
+        self._rows = np.zeros((0, CENTROID_TERMS), np.int32)
+        self._weights = np.zeros((0, CENTROID_TERMS))
+
+    def set(self, slot: int, centroid: dict[str, float]) -> None:
+        known = self._ids.get
+        ids = np.array([known(term) or self._id(term) for term in centroid], np.int32)
+        self._refs[ids] += 1  # a centroid's terms are distinct
+        self.drop(slot)
+        if slot >= len(self._rows):
+            grow = max(64, slot + 1 - len(self._rows), len(self._rows))
+            self._rows = np.concatenate([self._rows, np.zeros((grow, CENTROID_TERMS), np.int32)])
+            self._weights = np.concatenate([self._weights, np.zeros((grow, CENTROID_TERMS))])
+        self._rows[slot, :len(ids)] = ids
+        self._weights[slot, :len(ids)] = np.fromiter(centroid.values(), np.float64, len(ids))
+
+    def drop(self, slot: int) -> None:
+        if slot >= len(self._rows):
+            return
+        ids = self._rows[slot]
+        ids = ids[ids != 0]
+        self._rows[slot], self._weights[slot] = 0, 0.0
+        self._refs[ids] -= 1
+        for unused in ids[self._refs[ids] == 0].tolist():
+            del self._ids[self._terms[unused]]
+            self._terms[unused] = None
+            self._free.append(unused)
+
+    def dots(self, slots: list[int], terms: Iterable[tuple[str, float]]) -> np.ndarray:
+        """Each slot's centroid dotted with the sparse vector ``terms``; equal to the plain sum of products
+        up to float rounding (numpy adds them in another order)."""
+        ids, weights = [], []
+        for term, weight in terms:
+            i = self._ids.get(term)
+            if i is not None:
+                ids.append(i)
+                weights.append(weight)
+        self._scratch[ids] = weights
+        dots = (self._scratch[self._rows[slots]] * self._weights[slots]).sum(axis=1)
+        self._scratch[ids] = 0.0
+        return dots
+
+    def _id(self, term: str) -> int:
+        i = self._ids.get(term)
+        if i is None:
+            if self._free:
+                i = self._free.pop()
+                self._terms[i] = term
+            else:
+                i = len(self._terms)
+                self._terms.append(term)
+                if i == len(self._refs):
+                    self._refs = np.concatenate([self._refs, np.zeros(i, np.int64)])
+                    self._scratch = np.concatenate([self._scratch, np.zeros(i)])
+            self._ids[term] = i
+        return i
+
+
+class _Bands:
+    """The LSH band index: band key -> the ids of the articles whose signatures have it. Most keys belong to
+    one article, held as its id alone (a set for each would cost some 200 bytes a band, 21 bands an article)."""
+
+    def __init__(self) -> None:
+        self._held: dict[bytes, str | set[str]] = {}
+
+    def add(self, article: ArticleState) -> None:
+        held, article_id = self._held, article.article_id
+        for key in _band_keys(article.minhash):
+            ids = held.get(key)
+            if ids is None:
+                held[key] = article_id
+            elif isinstance(ids, str):
+                if ids != article_id:
+                    held[key] = {ids, article_id}
+            else:
+                ids.add(article_id)
+
+    def remove(self, article: ArticleState) -> None:
+        held, article_id = self._held, article.article_id
+        for key in _band_keys(article.minhash):
+            ids = held.get(key)
+            if ids == article_id:
+                del held[key]
+            elif isinstance(ids, set):
+                ids.discard(article_id)
+                if len(ids) == 1:
+                    held[key] = ids.pop()
+
+    def sharing(self, minhash: bytes) -> set[str]:
+        """The ids of the articles sharing at least one band with ``minhash``."""
+        found: set[str] = set()
+        for key in _band_keys(minhash):
+            ids = self._held.get(key)
+            if isinstance(ids, str):
+                found.add(ids)
+            elif ids:
+                found |= ids
+        return found
+
+
 @dataclass
 class StoryIndex:
     stories: dict[str, StoryState] = field(default_factory=dict)
     articles: dict[str, ArticleState] = field(default_factory=dict)
     saved_by: str | None = None  # the run whose snapshot this is (see pipelines.stories.recover)
-    _postings: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set), repr=False)
+    # Each story held has a slot, a small int: postings hold slots, and ``_spans[slot]`` is the story's dated
+    # span in microseconds, so candidates are voted and filtered by time in numpy, not story by story.
+    _postings: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set), repr=False)
+    _posting_arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # built when voted, until changed
+    _slots: dict[str, int] = field(default_factory=dict, repr=False)
+    _slot_ids: list[str | None] = field(default_factory=list, repr=False)  # slot -> story_id; None: free
+    _free: list[int] = field(default_factory=list, repr=False)
+    _spans: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64), repr=False)
+    _centroids: _Centroids = field(default_factory=_Centroids, repr=False)
     _by_hash: dict[str, str] = field(default_factory=dict, repr=False)
     _members: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list), repr=False)
-    _bands: dict[bytes, set[str]] = field(default_factory=lambda: defaultdict(set), repr=False)
+    _bands: _Bands = field(default_factory=lambda: _Bands(), repr=False)
 
     # -- lookups --------------------------------------------------------------------------------
     def candidate_stories(self, terms: list[tuple[str, float]], time: datetime, window: timedelta,
                           dated: bool = True) -> list[StoryState]:
         """Stories sharing the article's terms and near it in time (when it is ``dated``): the best-voted
-        MAX_CANDIDATES, in id order."""
-        votes: dict[str, float] = {}
-        vote = votes.get
+        MAX_CANDIDATES (ties by id), in id order.
+
+        A story's vote is the sum of the weights of the terms it posts, added in the order of ``terms``
+        (``np.bincount`` adds its weights in input order), so the same float as adding them one by one."""
+        postings, weights = [], []
         for term, weight in terms:
             posting = self._postings.get(term)
             if posting and len(posting) <= MAX_POSTING:
-                votes.update({story_id: vote(story_id, 0.0) + weight for story_id in posting})
-        ranked = sorted([(-v, i) for i, v in votes.items()])  # best-voted first, then by id
-        best: list[StoryState] = []
-        for _, story_id in ranked:  # time is checked until enough candidates are found, not for every story
-            story = self.stories[story_id]
-            if not dated or story.near_in_time(time, window):
-                best.append(story)
-                if len(best) == MAX_CANDIDATES:
-                    break
-        return sorted(best, key=lambda s: s.story_id)
+                array = self._posting_arrays.get(term)
+                if array is None:
+                    array = self._posting_arrays[term] = np.fromiter(posting, np.intp, len(posting))
+                postings.append(array)
+                weights.append(weight)
+        if not postings:
+            return []
+        slots = np.concatenate(postings)
+        size = len(self._slot_ids)
+        votes = np.bincount(slots, np.repeat(weights, [len(p) for p in postings]), size)
+        voted = np.flatnonzero(np.bincount(slots, minlength=size))
+        if dated:
+            at, reach = (time - _EPOCH) // _MICROSECOND, window // _MICROSECOND
+            spans = self._spans[voted]
+            voted = voted[(spans[:, 0] - reach <= at) & (at <= spans[:, 1] + reach)]
+        ids = self._slot_ids
+        if len(voted) <= MAX_CANDIDATES:
+            best = [ids[slot] for slot in voted.tolist()]
+        else:  # the MAX_CANDIDATES best votes: those above the last one taken, then its ties by id
+            held = votes[voted]
+            cut = np.partition(held, len(held) - MAX_CANDIDATES)[len(held) - MAX_CANDIDATES]
+            best = [ids[slot] for slot in voted[held > cut].tolist()]
+            best += sorted(ids[slot] for slot in voted[held == cut].tolist())[:MAX_CANDIDATES - len(best)]
+        return [self.stories[story_id] for story_id in sorted(best)]
+
+    def similarities(self, stories: list[StoryState], terms: Iterable[tuple[str, float]]) -> list[float]:
+        """The cosine of an article's L2-normalised ``terms`` with each story's centroid, computed for all
+        stories at once: equal to ``cosine(dict(terms), story.centroid) / story.norm`` up to float rounding."""
+        dots = self._centroids.dots([self._slots[s.story_id] for s in stories], terms)
+        return (dots / np.array([s.norm or 1.0 for s in stories])).tolist()
 
     def near_copy_candidates(self, minhash: bytes) -> list[ArticleState]:
         """Articles sharing at least one LSH band with the signature, in id order."""
-        ids: set[str] = set()
-        for key in _band_keys(minhash):
-            ids |= self._bands.get(key, set())
-        return sorted((self.articles[i] for i in ids), key=lambda a: a.article_id)
+        return [self.articles[i] for i in sorted(self._bands.sharing(minhash))]
 
     def exact_copy_of(self, content_hash: str) -> ArticleState | None:
         article_id = self._by_hash.get(content_hash)
@@ -121,6 +269,16 @@ class StoryIndex:
     # -- updates --------------------------------------------------------------------------------
     def add_story(self, story: StoryState) -> None:
         self.stories[story.story_id] = story
+        if self._free:
+            slot = self._free.pop()
+            self._slot_ids[slot] = story.story_id
+        else:
+            slot = len(self._slot_ids)
+            self._slot_ids.append(story.story_id)
+            if slot == len(self._spans):
+                self._spans = np.concatenate([self._spans, np.zeros((max(64, slot), 2), np.int64)])
+        self._slots[story.story_id] = slot
+        self._set_span(story)
         self._post(story)
 
     def add_article(self, article: ArticleState, source: str, time: datetime, dated: bool,
@@ -136,53 +294,67 @@ class StoryIndex:
         if dated:
             story.dated_first = min(story.dated_first or time, time)
             story.dated_last = max(story.dated_last or time, time)
+            self._set_span(story)
         self._index_article(article)
         return story
 
     def merge_into_centroid(self, story: StoryState, terms: dict[str, float]) -> None:
-        self._unpost(story)
+        posted = story.top_terms(POSTING_TERMS)
         centroid = dict(story.centroid)
         for term, weight in terms.items():
             centroid[term] = centroid.get(term, 0.0) + weight
         story.set_centroid(centroid)
-        self._post(story)
+        self._post(story, posted)
 
     def prune(self, horizon: datetime) -> int:
         """Drop the stories (and their articles) no run has touched since ``horizon``; returns how many."""
         old = [s for s in self.stories.values() if (s.touched or s.last_seen) < horizon]
         for story in old:
-            self._unpost(story)
+            self._unpost(story, story.top_terms(POSTING_TERMS))
             del self.stories[story.story_id]
+            slot = self._slots.pop(story.story_id)
+            self._slot_ids[slot] = None
+            self._centroids.drop(slot)
+            self._free.append(slot)
             for article_id in self._members.pop(story.story_id, []):
                 article = self.articles.pop(article_id, None)
                 if article is None:
                     continue
                 if self._by_hash.get(article.content_hash) == article_id:
                     del self._by_hash[article.content_hash]
-                for key in _band_keys(article.minhash):
-                    bucket = self._bands.get(key)
-                    if bucket is not None:
-                        bucket.discard(article_id)
-                        if not bucket:
-                            del self._bands[key]
+                self._bands.remove(article)
         return len(old)
 
     def _index_article(self, article: ArticleState) -> None:
         self.articles[article.article_id] = article
         self._by_hash.setdefault(article.content_hash, article.article_id)
         self._members[article.story_id].append(article.article_id)
-        for key in _band_keys(article.minhash):
-            self._bands[key].add(article.article_id)
+        self._bands.add(article)
 
-    def _post(self, story: StoryState) -> None:
-        for term in story.top_terms(POSTING_TERMS):
-            self._postings[term].add(story.story_id)
+    def _set_span(self, story: StoryState) -> None:
+        if story.dated_first is None or story.dated_last is None:
+            self._spans[self._slots[story.story_id]] = _UNDATED
+        else:
+            self._spans[self._slots[story.story_id]] = ((story.dated_first - _EPOCH) // _MICROSECOND,
+                                                        (story.dated_last - _EPOCH) // _MICROSECOND)
 
-    def _unpost(self, story: StoryState) -> None:
-        for term in story.top_terms(POSTING_TERMS):
+    def _post(self, story: StoryState, posted: list[str] = ()) -> None:
+        """Post the story under its top terms, where it was ``posted`` before, and hold its centroid."""
+        slot = self._slots[story.story_id]
+        top = story.top_terms(POSTING_TERMS)
+        self._unpost(story, set(posted).difference(top))
+        for term in set(top).difference(posted):
+            self._postings[term].add(slot)
+            self._posting_arrays.pop(term, None)
+        self._centroids.set(slot, story.centroid)
+
+    def _unpost(self, story: StoryState, terms: Iterable[str]) -> None:
+        slot = self._slots[story.story_id]
+        for term in terms:
+            self._posting_arrays.pop(term, None)
             posting = self._postings.get(term)
             if posting is not None:
-                posting.discard(story.story_id)
+                posting.discard(slot)
                 if not posting:
                     del self._postings[term]
 
@@ -226,10 +398,13 @@ class StoryIndex:
         return index
 
 
+_BAND_KEYS = [(bytes((b,)), b * ROWS * SIGNATURE_DTYPE.itemsize, (b + 1) * ROWS * SIGNATURE_DTYPE.itemsize)
+              for b in range(BANDS)]
+
+
 def _band_keys(minhash: bytes) -> list[bytes]:
     """Band b's key: b, then the band's ROWS values (their bytes)."""
-    width = ROWS * SIGNATURE_DTYPE.itemsize
-    return [bytes((b,)) + minhash[b * width:(b + 1) * width] for b in range(BANDS)]
+    return [prefix + minhash[start:end] for prefix, start, end in _BAND_KEYS]
 
 
 def load_index(state_dir: str) -> StoryIndex:

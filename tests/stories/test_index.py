@@ -1,3 +1,4 @@
+from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
 
@@ -120,15 +121,18 @@ def test_the_index_ages_by_the_runs_clock_not_by_article_times():
 
 
 def _reference_candidates(index, terms, time, window, dated, limit):
-    """What candidate_stories must return, computed the plain way: vote, filter by time, best first, top few."""
+    """What candidate_stories must return, computed the plain way from the stories held: vote with the terms
+    each story posts (those posted by too many stories are skipped), filter by time, best first, top few."""
     import pipelines.stories.index as index_module
 
+    posted = {s.story_id: s.top_terms(index_module.POSTING_TERMS) for s in index.stories.values()}
+    posting_size = Counter(term for top in posted.values() for term in top)
     votes = {}
     for term, weight in terms:
-        posting = index._postings.get(term)
-        if posting and len(posting) <= index_module.MAX_POSTING:
-            for story_id in sorted(posting):
-                votes[story_id] = votes.get(story_id, 0.0) + weight
+        if posting_size[term] <= index_module.MAX_POSTING:
+            for story_id in sorted(posted):
+                if term in posted[story_id]:
+                    votes[story_id] = votes.get(story_id, 0.0) + weight
     near = [(v, i) for i, v in votes.items() if not dated or index.stories[i].near_in_time(time, window)]
     return sorted(i for _, i in sorted(near, key=lambda vi: (-vi[0], vi[1]))[:limit])
 
@@ -167,3 +171,57 @@ def test_cosine_is_the_plain_sum_over_the_shorter_vector_to_the_last_bit(a, b):
     for term, weight in short.items():
         plain += weight * long_.get(term, 0.0)
     assert cosine(a, b) == plain
+
+
+_TERMS = st.sampled_from([f"t{i}" for i in range(12)])
+_CENTROID = st.dictionaries(_TERMS, st.sampled_from([0.25, 0.5, 1.0, 2.0]), max_size=6)
+_OPS = st.lists(st.one_of(
+    st.tuples(st.just("add"), _CENTROID, st.integers(0, 10), st.booleans()),
+    st.tuples(st.just("merge"), st.integers(0, 50), _CENTROID),
+    st.tuples(st.just("prune"), st.integers(0, 10)),
+    st.tuples(st.just("query"), st.dictionaries(_TERMS, st.sampled_from([0.5, 1.0, 0.3]), min_size=1, max_size=8),
+              st.integers(0, 10), st.booleans(), st.integers(0, 50))), max_size=40)
+
+
+@settings(max_examples=80, deadline=None)
+@given(_OPS)
+def test_lookups_follow_the_index_through_merges_and_prunes(ops):
+    """The index's lookup structures (story slots, cached postings, centroid rows and their vocabulary) are
+    updated incrementally; whatever the sequence of changes, lookups answer as the plain computations over
+    the stories held do, and the chosen story is the one exact cosines choose, at the threshold too."""
+    import pipelines.stories.index as index_module
+    from pipelines.stories.assign import _best_story
+
+    index, created = StoryIndex(), 0
+    window = timedelta(days=2)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(index_module, "MAX_CANDIDATES", 3)
+        m.setattr(index_module, "MAX_POSTING", 4)
+        for op in ops:
+            if op[0] == "add":
+                _, centroid, day, has_date = op
+                when = T0 + timedelta(days=day)
+                story = index_module.StoryState(f"s{created:02d}", "a", None, when, when, 1, set(), {}, touched=when)
+                if has_date:
+                    story.dated_first = story.dated_last = when
+                created += 1
+                index.add_story(story)
+                index.merge_into_centroid(story, centroid)
+            elif op[0] == "merge" and index.stories:
+                story = sorted(index.stories.values(), key=lambda s: s.story_id)[op[1] % len(index.stories)]
+                index.merge_into_centroid(story, op[2])
+            elif op[0] == "prune":
+                index.prune(T0 + timedelta(days=op[1]))
+            elif op[0] == "query":
+                _, query, day, dated, pick = op
+                time, terms = T0 + timedelta(days=day), sorted(query.items())
+                found = index.candidate_stories(terms, time, window, dated)
+                assert [s.story_id for s in found] == _reference_candidates(index, terms, time, window, dated, 3)
+                exact = [cosine(query, s.centroid) / (s.norm or 1.0) for s in found]
+                assert index.similarities(found, terms) == pytest.approx(exact, abs=1e-12)
+                for threshold in ([exact[pick % len(exact)]] if exact else []) + [0.0, 2.0]:
+                    plain = max(((score, s) for score, s in zip(exact, found, strict=True) if score >= threshold),
+                                key=lambda x: (x[0], x[1].first_seen, x[1].story_id), default=(None, None))[1]
+                    assert _best_story(index, found, query, threshold) is plain
+            held = set().union(*(s.centroid for s in index.stories.values()))
+            assert set(index._centroids._ids) == held  # the vocabulary is that of the centroids held
