@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def synthetic_stream(n: int, per_day: int, seed: int = 11):
-    from pipelines.stories.features import NUM_PERM, ArticleFeatures, signature
+    from pipelines.stories.features import NUM_PERM, ArticleFeatures, packed_terms, signature
 
     rng = random.Random(seed)
     common = [f"common{i}" for i in range(2000)]
@@ -43,10 +43,10 @@ def synthetic_stream(n: int, per_day: int, seed: int = 11):
         terms = {t: rng.uniform(0.5, 1.0) for t in rng.sample(entities, 8)}
         terms.update({t: rng.uniform(0.05, 0.2) for t in rng.sample(common, 30)})
         norm = sum(w * w for w in terms.values()) ** 0.5
-        vector = tuple(sorted(((t, w / norm) for t, w in terms.items()), key=lambda kv: (-kv[1], kv[0])))
+        vector, weights = packed_terms({t: w / norm for t, w in terms.items()})
         yield ArticleFeatures(
             article_id=f"a{i}", source=f"outlet{rng.randrange(50)}", title=None, time=when,
-            content_hash=f"h{i}", terms=vector,
+            content_hash=f"h{i}", terms=vector, weights=weights,
             minhash=signature(rng.getrandbits(32) for _ in range(NUM_PERM)),
         )
 

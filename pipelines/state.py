@@ -9,7 +9,9 @@ snapshot holds (the story index, feed validators) and when it is saved (after th
 from __future__ import annotations
 
 import gzip
+import io
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
@@ -19,6 +21,21 @@ KEEP = 3
 
 def encode(doc: Any) -> bytes:
     return gzip.compress(json.dumps(doc).encode(), mtime=0)
+
+
+def encode_streamed(head: dict, lists: Mapping[str, Iterable]) -> bytes:
+    """What ``encode({**head, **lists})`` gives, with each list taken item by item: a large document (the story
+    index) is compressed as it is produced, never held whole as Python objects and text."""
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
+        gz.write(json.dumps(head)[:-1].encode())  # head's fields, without the closing brace
+        for n, (name, items) in enumerate(lists.items()):
+            gz.write(f"{', ' if head or n else ''}{json.dumps(name)}: [".encode())
+            for i, item in enumerate(items):
+                gz.write(f"{', ' if i else ''}{json.dumps(item)}".encode())
+            gz.write(b"]")
+        gz.write(b"}")
+    return out.getvalue()
 
 
 def load(state_dir: str) -> Any | None:

@@ -98,8 +98,9 @@ def _assign_one(index: StoryIndex, feat: ArticleFeatures, config: StoriesConfig,
     vector = None
     if story is None:
         original, kind = None, None
-        vector = dict(feat.terms)
-        candidates = index.candidate_stories(list(feat.terms[:QUERY_TERMS]), feat.time, window, feat.dated)
+        pairs = feat.vector()
+        vector = dict(pairs)
+        candidates = index.candidate_stories(pairs[:QUERY_TERMS], feat.time, window, feat.dated)
         story = _best_story(index, candidates, vector, config.threshold)
 
     # ... then record the decision

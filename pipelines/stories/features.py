@@ -34,6 +34,7 @@ TITLE_BOOST = 2
 SHINGLE = 5
 NUM_PERM = 64
 SIGNATURE_DTYPE = np.dtype("<u4")
+WEIGHT_DTYPE = np.dtype("<f8")
 
 _STOP = frozenset("""
 a an the and or but if of to in on at by for with from as is are was were be been being it its this that
@@ -51,11 +52,16 @@ class ArticleFeatures:
     title: str | None
     time: datetime  # published_at, else the run's start (a stand-in for fetch time)
     content_hash: str
-    terms: tuple[tuple[str, float], ...]  # sorted by weight, descending; L2 norm 1
-    minhash: bytes  # see ``minhash``
+    terms: tuple[str, ...]  # the article's strongest terms, by weight descending (then term)
+    weights: bytes  # their weights, L2 norm 1, as little-endian float64 (60 float objects and pairs would
+    minhash: bytes  # take 5 KB an article in the story step, which holds a run's features); see ``minhash``
     dated: bool = True  # ``time`` is a publication date, not a fetch time
     url: str = ""  # the entry's link and feed: what a failure to assign the article rejects
     feed_url: str | None = None
+
+    def vector(self) -> list[tuple[str, float]]:
+        """The (term, weight) pairs, strongest first."""
+        return list(zip(self.terms, np.frombuffer(self.weights, WEIGHT_DTYPE).tolist(), strict=True))
 
     def __reduce__(self):
         # a run's features are held together by the story step, and most terms recur across its articles:
@@ -65,7 +71,7 @@ class ArticleFeatures:
 
 def _unpickled(*values) -> ArticleFeatures:
     features = ArticleFeatures(*values)
-    object.__setattr__(features, "terms", tuple((sys.intern(t), w) for t, w in features.terms))
+    object.__setattr__(features, "terms", tuple(map(sys.intern, features.terms)))
     return features
 
 
@@ -180,9 +186,15 @@ def jaccard(a: bytes, b: bytes) -> float:
 def article_features(article_id: str, source: str, title: str | None, text: str, language: str | None,
                      time: datetime, content_hash: str, dated: bool = True, url: str = "",
                      feed_url: str | None = None) -> ArticleFeatures:
-    vec = term_vector(title, text, language)
+    terms, weights = packed_terms(term_vector(title, text, language))
     return ArticleFeatures(
         article_id=article_id, source=source, title=title, time=time, content_hash=content_hash,
-        terms=tuple(sorted(vec.items(), key=lambda kv: (-kv[1], kv[0]))), minhash=minhash(text), dated=dated,
-        url=url, feed_url=feed_url,
+        terms=terms, weights=weights, minhash=minhash(text), dated=dated, url=url, feed_url=feed_url,
     )
+
+
+def packed_terms(vector: dict[str, float]) -> tuple[tuple[str, ...], bytes]:
+    """A term vector as ``ArticleFeatures`` holds it: its terms by weight descending (then term), and their
+    weights packed."""
+    pairs = sorted(vector.items(), key=lambda kv: (-kv[1], kv[0]))
+    return tuple(t for t, _ in pairs), np.array([w for _, w in pairs], WEIGHT_DTYPE).tobytes()

@@ -22,7 +22,7 @@ Persistence: one snapshot per run through ``pipelines.state`` (Beam's filesystem
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -47,7 +47,7 @@ _EPOCH, _MICROSECOND = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=
 _UNDATED = (-(2**62), 2**62)  # an undated story's span, in microseconds: near any time
 
 
-@dataclass
+@dataclass(slots=True)
 class StoryState:
     story_id: str
     representative_id: str
@@ -78,8 +78,8 @@ class StoryState:
         return list(islice(self.centroid, n))  # set_centroid keeps the centroid in (-weight, term) order
 
 
-@dataclass
-class ArticleState:
+@dataclass(slots=True)
+class ArticleState:  # slots: the index holds one per article of the window
     article_id: str
     story_id: str
     time: datetime
@@ -207,7 +207,7 @@ class StoryIndex:
     _postings: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set), repr=False)
     _posting_arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # built when voted, until changed
     _slots: dict[str, int] = field(default_factory=dict, repr=False)
-    _slot_ids: list[str | None] = field(default_factory=list, repr=False)  # slot -> story_id; None: free
+    _slot_ids: list[str] = field(default_factory=list, repr=False)  # slot -> story_id; "" when free
     _free: list[int] = field(default_factory=list, repr=False)
     _spans: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64), repr=False)
     _centroids: _Centroids = field(default_factory=_Centroids, repr=False)
@@ -313,7 +313,7 @@ class StoryIndex:
             self._unpost(story, story.top_terms(POSTING_TERMS))
             del self.stories[story.story_id]
             slot = self._slots.pop(story.story_id)
-            self._slot_ids[slot] = None
+            self._slot_ids[slot] = ""
             self._centroids.drop(slot)
             self._free.append(slot)
             for article_id in self._members.pop(story.story_id, []):
@@ -338,12 +338,12 @@ class StoryIndex:
             self._spans[self._slots[story.story_id]] = ((story.dated_first - _EPOCH) // _MICROSECOND,
                                                         (story.dated_last - _EPOCH) // _MICROSECOND)
 
-    def _post(self, story: StoryState, posted: list[str] = ()) -> None:
+    def _post(self, story: StoryState, posted: Iterable[str] = ()) -> None:
         """Post the story under its top terms, where it was ``posted`` before, and hold its centroid."""
         slot = self._slots[story.story_id]
-        top = story.top_terms(POSTING_TERMS)
-        self._unpost(story, set(posted).difference(top))
-        for term in set(top).difference(posted):
+        top, before = set(story.top_terms(POSTING_TERMS)), set(posted)
+        self._unpost(story, before - top)
+        for term in top - before:
             self._postings[term].add(slot)
             self._posting_arrays.pop(term, None)
         self._centroids.set(slot, story.centroid)
@@ -360,21 +360,25 @@ class StoryIndex:
 
     # -- persistence ----------------------------------------------------------------------------
     def to_json(self) -> dict:
+        return {**self._json_head(), **{name: list(items) for name, items in self._json_lists().items()}}
+
+    def _json_head(self) -> dict:
+        return {"format": FORMAT_VERSION, "saved_by": self.saved_by}
+
+    def _json_lists(self) -> dict[str, Iterator[dict]]:
+        stories = sorted(self.stories.values(), key=lambda s: s.story_id)
+        articles = sorted(self.articles.values(), key=lambda a: (a.time, a.article_id))
         return {
-            "format": FORMAT_VERSION,
-            "saved_by": self.saved_by,
-            "stories": [
+            "stories": (
                 {"story_id": s.story_id, "representative_id": s.representative_id, "title": s.title,
                  "first_seen": _iso(s.first_seen), "last_seen": _iso(s.last_seen),
                  "dated_first": _iso(s.dated_first), "dated_last": _iso(s.dated_last), "touched": _iso(s.touched),
                  "article_count": s.article_count, "sources": sorted(s.sources), "centroid": s.centroid}
-                for s in sorted(self.stories.values(), key=lambda s: s.story_id)
-            ],
-            "articles": [
+                for s in stories),
+            "articles": (
                 {"article_id": a.article_id, "story_id": a.story_id, "time": _iso(a.time),
                  "content_hash": a.content_hash, "minhash": signature_values(a.minhash)}
-                for a in sorted(self.articles.values(), key=lambda a: (a.time, a.article_id))
-            ],
+                for a in articles),
         }
 
     @classmethod
@@ -414,7 +418,9 @@ def load_index(state_dir: str) -> StoryIndex:
 
 
 def encode_index(index: StoryIndex) -> bytes:
-    return state.encode(index.to_json())
+    """The index's snapshot, encoded story by story and article by article (as one document it would cost
+    some 6 KB an article for a moment)."""
+    return state.encode_streamed(index._json_head(), index._json_lists())
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -82,7 +82,7 @@ def restore(index: StoryIndex, rows: Iterable[dict], now: datetime) -> int:
                                first_seen=time, last_seen=time, article_count=0, sources=set(), centroid={})
             index.add_story(story)
         if row["duplicate_of"] is None or not story.centroid:
-            index.merge_into_centroid(story, dict(feat.terms))
+            index.merge_into_centroid(story, dict(feat.vector()))
         index.add_article(ArticleState(feat.article_id, story.story_id, time, feat.content_hash, feat.minhash),
                           feat.source, time, feat.dated, now)
         added += 1

@@ -39,7 +39,7 @@ def test_minhash_tracks_shingle_overlap():
 def test_features_are_deterministic():
     a = article_features("id1", "src", "Title", "Some text about Scale AI and Meta.", "en", T, "h")
     b = article_features("id1", "src", "Title", "Some text about Scale AI and Meta.", "en", T, "h")
-    assert a == b and a.terms[0][1] >= a.terms[-1][1]
+    assert a == b and a.vector()[0][1] >= a.vector()[-1][1]
 
 
 def test_features_survive_pickling_with_their_terms_interned():
@@ -51,4 +51,4 @@ def test_features_survive_pickling_with_their_terms_interned():
     back, again = pickle.loads(pickle.dumps(features)), pickle.loads(pickle.dumps(features))
     assert back == features and len(back.minhash) == 256
     # two articles' copies of a term are one string object
-    assert all(a is b for (a, _), (b, _) in zip(back.terms, again.terms, strict=True))
+    assert all(a is b for a, b in zip(back.terms, again.terms, strict=True))

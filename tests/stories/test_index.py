@@ -29,7 +29,7 @@ def test_snapshot_roundtrip_through_filesystems(tmp_path):
         "CURRENT", "snapshot-20250102T000000Z-b.json.gz", "snapshot-20250103T000000Z-c.json.gz",
         "snapshot-20250104T000000Z-d.json.gz"]
     # the loaded index answers lookups like the original
-    terms = list(feat("x", TEXTS["deal2"], 2).terms)
+    terms = list(feat("x", TEXTS["deal2"], 2).vector())
     assert [s.story_id for s in loaded.candidate_stories(terms, feat("x", "", 2).time, timedelta(days=3))] == \
         [s.story_id for s in index.candidate_stories(terms, feat("x", "", 2).time, timedelta(days=3))]
 
@@ -47,7 +47,7 @@ def test_prune_drops_stories_outside_the_window():
 def test_candidates_respect_time_window():
     index = StoryIndex()
     assign_batch(index, [feat("a", TEXTS["deal"], 0)], CFG, T0)
-    terms = list(feat("b", TEXTS["deal2"]).terms)
+    terms = list(feat("b", TEXTS["deal2"]).vector())
     assert index.candidate_stories(terms, feat("b", "", 24).time, timedelta(days=3))
     assert not index.candidate_stories(terms, feat("b", "", 24 * 4).time, timedelta(days=3))
 
@@ -83,7 +83,7 @@ def test_time_narrows_candidates_only_where_both_sides_are_dated():
     assign_batch(dated, [feat("a", TEXTS["deal"], 0)], CFG, T0)
     undated = StoryIndex()
     assign_batch(undated, [replace(feat("a", TEXTS["deal"], 0), dated=False)], CFG, T0)
-    terms = list(feat("b", TEXTS["deal2"]).terms)
+    terms = list(feat("b", TEXTS["deal2"]).vector())
     late = feat("b", "", 24 * 10).time  # ten days later
     assert not dated.candidate_stories(terms, late, window)  # both dated: too far apart
     assert dated.candidate_stories(terms, late, window, dated=False)  # the article's time is a fetch time
@@ -225,3 +225,29 @@ def test_lookups_follow_the_index_through_merges_and_prunes(ops):
                     assert _best_story(index, found, query, threshold) is plain
             held = set().union(*(s.centroid for s in index.stories.values()))
             assert set(index._centroids._ids) == held  # the vocabulary is that of the centroids held
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+                     max_leaves=8)
+
+
+@given(st.dictionaries(st.text(), _JSON, max_size=3), st.dictionaries(st.text(), st.lists(_JSON, max_size=4),
+                                                                      max_size=3))
+def test_a_streamed_snapshot_is_the_document_it_would_be_whole(head, lists):
+    import gzip
+    import json
+
+    lists = {name: items for name, items in lists.items() if name not in head}
+    streamed = state.encode_streamed(head, {name: iter(items) for name, items in lists.items()})
+    assert json.loads(gzip.decompress(streamed)) == {**head, **lists}
+
+
+def test_the_index_snapshot_is_encoded_as_its_document():
+    import gzip
+    import json
+
+    index = StoryIndex()
+    assign_batch(index, [feat("a", TEXTS["deal"]), feat("b", TEXTS["llama"], 1), feat("c", TEXTS["deal2"], 2)],
+                 CFG, T0)
+    assert json.loads(gzip.decompress(encode_index(index))) == index.to_json()
