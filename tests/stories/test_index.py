@@ -251,3 +251,20 @@ def test_the_index_snapshot_is_encoded_as_its_document():
     assign_batch(index, [feat("a", TEXTS["deal"]), feat("b", TEXTS["llama"], 1), feat("c", TEXTS["deal2"], 2)],
                  CFG, T0)
     assert json.loads(gzip.decompress(encode_index(index))) == index.to_json()
+
+
+def test_band_buckets_hold_one_article_as_its_id_and_empty_when_all_leave():
+    from pipelines.stories.index import ArticleState, _Bands
+
+    bands = _Bands()
+    signature = feat("a", TEXTS["deal"]).minhash
+    a, b = (ArticleState(i, "s", T0, "h", signature) for i in ("a", "b"))
+    bands.add(a)
+    bands.add(a)  # added twice: still one id
+    assert bands.sharing(signature) == {"a"} and all(v == "a" for v in bands._held.values())
+    bands.add(b)
+    assert bands.sharing(signature) == {"a", "b"}
+    bands.remove(a)
+    assert bands.sharing(signature) == {"b"} and all(v == "b" for v in bands._held.values())
+    bands.remove(b)
+    assert bands._held == {} and bands.sharing(signature) == set()
