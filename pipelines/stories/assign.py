@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 import apache_beam as beam
+import numpy as np
 
 from pipelines import metrics
 from pipelines.config import StoriesConfig
@@ -100,7 +101,7 @@ def _assign_one(index: StoryIndex, feat: ArticleFeatures, config: StoriesConfig,
         original, kind = None, None
         pairs = feat.vector()
         vector = dict(pairs)
-        candidates = index.candidate_stories(pairs[:QUERY_TERMS], feat.time, window, feat.dated)
+        candidates = index.candidate_slots(pairs[:QUERY_TERMS], feat.time, window, feat.dated)
         story = _best_story(index, candidates, vector, config.threshold)
 
     # ... then record the decision
@@ -114,19 +115,20 @@ def _assign_one(index: StoryIndex, feat: ArticleFeatures, config: StoriesConfig,
                       original.article_id if original else None, kind)
 
 
-def _best_story(index: StoryIndex, candidates: list[StoryState], vector: dict[str, float],
+def _best_story(index: StoryIndex, candidates: np.ndarray, vector: dict[str, float],
                 threshold: float) -> StoryState | None:
-    """The candidate most similar to ``vector`` (then the earliest, then by id), if at or above ``threshold``.
+    """The candidate (a story's slot in the index) most similar to ``vector``, then the earliest, then by
+    id, if at or above ``threshold``.
 
     The index scores all candidates at once, to within float rounding (about 1e-15); the few within
     ``ROUNDING`` of the best are scored again exactly, so the choice is the one exact scores give."""
-    if not candidates:
+    if not len(candidates):
         return None
     near = index.similarities(candidates, vector.items())
-    top = max(near)
+    top = near.max()
     if top < threshold - ROUNDING:
         return None
-    contenders = [s for s, score in zip(candidates, near, strict=True) if score >= top - ROUNDING]
+    contenders = [index.story_at(slot) for slot in candidates[near >= top - ROUNDING].tolist()]
     scored = [(cosine(vector, s.centroid) / (s.norm or 1.0), s) for s in contenders]
     score, best = max(scored, key=lambda x: (x[0], x[1].first_seen, x[1].story_id))
     return best if score >= threshold else None

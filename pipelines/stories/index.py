@@ -100,8 +100,9 @@ class _Centroids:
         self._scratch = np.zeros(1)  # id -> the scored article's weight; zero between calls
         self._rows = np.zeros((0, CENTROID_TERMS), np.int32)
         self._weights = np.zeros((0, CENTROID_TERMS))
+        self._norms = np.ones(0)  # a centroid's L2 norm, 1.0 for an empty one
 
-    def set(self, slot: int, centroid: dict[str, float]) -> None:
+    def set(self, slot: int, centroid: dict[str, float], norm: float) -> None:
         known = self._ids.get
         ids = np.array([known(term) or self._id(term) for term in centroid], np.int32)
         self._refs[ids] += 1  # a centroid's terms are distinct
@@ -110,6 +111,8 @@ class _Centroids:
             grow = max(64, slot + 1 - len(self._rows), len(self._rows))
             self._rows = np.concatenate([self._rows, np.zeros((grow, CENTROID_TERMS), np.int32)])
             self._weights = np.concatenate([self._weights, np.zeros((grow, CENTROID_TERMS))])
+            self._norms = np.concatenate([self._norms, np.ones(grow)])
+        self._norms[slot] = norm or 1.0
         self._rows[slot, :len(ids)] = ids
         self._weights[slot, :len(ids)] = np.fromiter(centroid.values(), np.float64, len(ids))
 
@@ -125,9 +128,8 @@ class _Centroids:
             self._terms[unused] = None
             self._free.append(unused)
 
-    def dots(self, slots: list[int], terms: Iterable[tuple[str, float]]) -> np.ndarray:
-        """Each slot's centroid dotted with the sparse vector ``terms``; equal to the plain sum of products
-        up to float rounding (numpy adds them in another order)."""
+    def dots(self, slots: np.ndarray, terms: Iterable[tuple[str, float]]) -> np.ndarray:
+        """Each slot's centroid dotted with the sparse vector ``terms``, divided by the centroid's norm."""
         ids, weights = [], []
         for term, weight in terms:
             i = self._ids.get(term)
@@ -137,7 +139,7 @@ class _Centroids:
         self._scratch[ids] = weights
         dots = (self._scratch[self._rows[slots]] * self._weights[slots]).sum(axis=1)
         self._scratch[ids] = 0.0
-        return dots
+        return dots / self._norms[slots]
 
     def _id(self, term: str) -> int:
         i = self._ids.get(term)
@@ -219,7 +221,13 @@ class StoryIndex:
     def candidate_stories(self, terms: list[tuple[str, float]], time: datetime, window: timedelta,
                           dated: bool = True) -> list[StoryState]:
         """Stories sharing the article's terms and near it in time (when it is ``dated``): the best-voted
-        MAX_CANDIDATES (ties by id), in id order.
+        MAX_CANDIDATES (ties by id), in id order."""
+        stories = [self.story_at(slot) for slot in self.candidate_slots(terms, time, window, dated).tolist()]
+        return sorted(stories, key=lambda s: s.story_id)
+
+    def candidate_slots(self, terms: list[tuple[str, float]], time: datetime, window: timedelta,
+                        dated: bool = True) -> np.ndarray:
+        """The slots of ``candidate_stories``, in no order (assignment scores them all).
 
         A story's vote is the sum of the weights of the terms it posts, added in the order of ``terms``
         (``np.bincount`` adds its weights in input order), so the same float as adding them one by one."""
@@ -233,30 +241,34 @@ class StoryIndex:
                 postings.append(array)
                 weights.append(weight)
         if not postings:
-            return []
+            return np.zeros(0, np.intp)
         slots = np.concatenate(postings)
         size = len(self._slot_ids)
         votes = np.bincount(slots, np.repeat(weights, [len(p) for p in postings]), size)
-        voted = np.flatnonzero(np.bincount(slots, minlength=size))
+        # voted for: posting a term; with weights above 0 (an article's always are), having a vote above 0
+        voted = np.flatnonzero(votes if min(weights) > 0 else np.bincount(slots, minlength=size))
         if dated:
             at, reach = (time - _EPOCH) // _MICROSECOND, window // _MICROSECOND
             spans = self._spans[voted]
             voted = voted[(spans[:, 0] - reach <= at) & (at <= spans[:, 1] + reach)]
-        ids = self._slot_ids
-        if len(voted) <= MAX_CANDIDATES:
-            best = [ids[slot] for slot in voted.tolist()]
-        else:  # the MAX_CANDIDATES best votes: those above the last one taken, then its ties by id
+        if len(voted) > MAX_CANDIDATES:  # the best votes: those above the last one taken, then its ties by id
             held = votes[voted]
             cut = np.partition(held, len(held) - MAX_CANDIDATES)[len(held) - MAX_CANDIDATES]
-            best = [ids[slot] for slot in voted[held > cut].tolist()]
-            best += sorted(ids[slot] for slot in voted[held == cut].tolist())[:MAX_CANDIDATES - len(best)]
-        return [self.stories[story_id] for story_id in sorted(best)]
+            above, tied = voted[held > cut], voted[held == cut]
+            if len(above) + len(tied) > MAX_CANDIDATES:
+                by_id = sorted(tied.tolist(), key=self._slot_ids.__getitem__)
+                tied = np.array(by_id[:MAX_CANDIDATES - len(above)], np.intp)
+            voted = np.concatenate([above, tied])
+        return voted
 
-    def similarities(self, stories: list[StoryState], terms: Iterable[tuple[str, float]]) -> list[float]:
-        """The cosine of an article's L2-normalised ``terms`` with each story's centroid, computed for all
-        stories at once: equal to ``cosine(dict(terms), story.centroid) / story.norm`` up to float rounding."""
-        dots = self._centroids.dots([self._slots[s.story_id] for s in stories], terms)
-        return (dots / np.array([s.norm or 1.0 for s in stories])).tolist()
+    def story_at(self, slot: int) -> StoryState:
+        return self.stories[self._slot_ids[slot]]
+
+    def similarities(self, slots: np.ndarray, terms: Iterable[tuple[str, float]]) -> np.ndarray:
+        """The cosine of an article's L2-normalised ``terms`` with the centroid of the story at each slot,
+        computed for all at once: equal to ``cosine(dict(terms), story.centroid) / story.norm`` up to float
+        rounding (numpy adds the products in another order)."""
+        return self._centroids.dots(slots, terms)
 
     def near_copy_candidates(self, minhash: bytes) -> list[ArticleState]:
         """Articles sharing at least one LSH band with the signature, in id order."""
@@ -346,7 +358,7 @@ class StoryIndex:
         for term in top - before:
             self._postings[term].add(slot)
             self._posting_arrays.pop(term, None)
-        self._centroids.set(slot, story.centroid)
+        self._centroids.set(slot, story.centroid, story.norm)
 
     def _unpost(self, story: StoryState, terms: Iterable[str]) -> None:
         slot = self._slots[story.story_id]

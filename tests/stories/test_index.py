@@ -179,7 +179,7 @@ _OPS = st.lists(st.one_of(
     st.tuples(st.just("add"), _CENTROID, st.integers(0, 10), st.booleans()),
     st.tuples(st.just("merge"), st.integers(0, 50), _CENTROID),
     st.tuples(st.just("prune"), st.integers(0, 10)),
-    st.tuples(st.just("query"), st.dictionaries(_TERMS, st.sampled_from([0.5, 1.0, 0.3]), min_size=1, max_size=8),
+    st.tuples(st.just("query"), st.dictionaries(_TERMS, st.sampled_from([0.5, 1.0, 0.3, 0.0]), min_size=1, max_size=8),
               st.integers(0, 10), st.booleans(), st.integers(0, 50))), max_size=40)
 
 
@@ -217,12 +217,15 @@ def test_lookups_follow_the_index_through_merges_and_prunes(ops):
                 time, terms = T0 + timedelta(days=day), sorted(query.items())
                 found = index.candidate_stories(terms, time, window, dated)
                 assert [s.story_id for s in found] == _reference_candidates(index, terms, time, window, dated, 3)
-                exact = [cosine(query, s.centroid) / (s.norm or 1.0) for s in found]
-                assert index.similarities(found, terms) == pytest.approx(exact, abs=1e-12)
+                slots = index.candidate_slots(terms, time, window, dated)
+                assert sorted(index.story_at(slot).story_id for slot in slots) == [s.story_id for s in found]
+                stories = [index.story_at(slot) for slot in slots]
+                exact = [cosine(query, s.centroid) / (s.norm or 1.0) for s in stories]
+                assert index.similarities(slots, terms).tolist() == pytest.approx(exact, abs=1e-12)
                 for threshold in ([exact[pick % len(exact)]] if exact else []) + [0.0, 2.0]:
-                    plain = max(((score, s) for score, s in zip(exact, found, strict=True) if score >= threshold),
+                    plain = max(((score, s) for score, s in zip(exact, stories, strict=True) if score >= threshold),
                                 key=lambda x: (x[0], x[1].first_seen, x[1].story_id), default=(None, None))[1]
-                    assert _best_story(index, found, query, threshold) is plain
+                    assert _best_story(index, slots, query, threshold) is plain
             held = set().union(*(s.centroid for s in index.stories.values()))
             assert set(index._centroids._ids) == held  # the vocabulary is that of the centroids held
 
