@@ -7,8 +7,8 @@ that lives a few days and is described by its own rare terms mixed with common o
 The stream goes through the stories stage's pure assignment (``assign_batch``) in run-sized batches,
 with the window of the default config. Printed at each checkpoint: the history ingested so far, what the
 index holds (it is pruned to the window), and microseconds (and articles per second, one core) per article
-over the last batch, with the ratio to the reference checkpoint of the same run (machines are noisy; ratios
-are what to compare). The reference is the first checkpoint after the window has filled (10 batches = 5
+over the last ``TRAILING`` batches, with the ratio to the reference checkpoint of the same run (machines are
+noisy; ratios are what to compare). The reference is the first checkpoint after the window has filled (10 batches = 5
 days of the default stream): until then the index grows, after it the cost must stay flat however long the history.
 """
 
@@ -18,10 +18,12 @@ import argparse
 import random
 import sys
 import time
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+TRAILING = 5  # batches averaged at each checkpoint (one batch alone varies by 10% here)
 
 
 def synthetic_stream(n: int, per_day: int, seed: int = 11):
@@ -70,13 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'history':>9} {'stories held':>13} {'articles held':>14} {'us/article':>11} {'articles/s':>11} "
           f"{'ratio':>6}")
     ingested = 0
+    recent: deque[tuple[float, int]] = deque(maxlen=TRAILING)
     while ingested < args.articles:
         batch = [next(stream) for _ in range(min(args.batch, args.articles - ingested))]
         started = time.perf_counter()
         assign_batch(index, batch, config, max(f.time for f in batch))  # the run clock: its newest article
-        per_article = (time.perf_counter() - started) / len(batch) * 1e6
+        recent.append((time.perf_counter() - started, len(batch)))
         ingested += len(batch)
         if ingested in checkpoints:
+            per_article = sum(t for t, _ in recent) / sum(n for _, n in recent) * 1e6
             rows.append((ingested, len(index.stories), len(index.articles), per_article))
     reference = next((r[3] for r in rows if r[0] == reference_at), rows[0][3])
     for ingested, stories, articles, per_article in rows:
