@@ -32,6 +32,8 @@ _TERM = regex.compile(r"\$?\d[\d.,]*\d%?|\$?\d%?|[^\W\d_][\w'’-]*")
 
 def words(text: str) -> list[str]:
     """The words of ``text`` in order: space-separated chunks, with runs of spaceless scripts segmented."""
+    if not _SPACELESS.search(text):  # most text: no chunk needs segmenting
+        return text.split()
     out: list[str] = []
     for chunk in text.split():
         if _SPACELESS.search(chunk):
@@ -68,6 +70,8 @@ def pairs(word: str) -> list[str]:
 def terms(text: str) -> list[str]:
     """Lower-case candidate story terms in order: numbers and words, spaceless runs segmented, Hangul
     words also as character pairs. Filtering (stopwords, length) is the caller's."""
+    if not _SPACELESS.search(text) and not _HANGUL.search(text):  # most text: no term needs segmenting
+        return [match.lower() for match in _TERM.findall(text)]
     out: list[str] = []
     for match in _TERM.finditer(text):
         token = match.group().lower()

@@ -1,6 +1,8 @@
 """Segmentation in every script: words for counts and shingles, terms for story vectors."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipelines.stories.features import cosine, rarity, term_vector
 from pipelines.words import pairs, terms, words
@@ -66,3 +68,11 @@ def test_rarity_works_for_languages_wordfreq_segments_with_extras():
 def test_write_ups_of_one_event_are_closer_than_other_news(same_a, same_b, other, language):
     a, b, c = (term_vector(None, t, language) for t in (same_a, same_b, other))
     assert cosine(a, b) > 0.25 > max(cosine(a, c), cosine(b, c))
+
+
+@given(st.text())
+def test_text_without_spaceless_script_takes_the_short_way_to_the_same_units(text):
+    """``words`` and ``terms`` skip per-chunk script checks when the text has no spaceless script; a
+    Japanese word appended after a space forces the long way, and must only add its own units."""
+    assert words(text + " 東京") == words(text) + ["東京"]
+    assert terms(text + " 東京") == terms(text) + ["東京"]
