@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
@@ -23,30 +23,47 @@ def encode(doc: Any) -> bytes:
     return gzip.compress(json.dumps(doc).encode(), mtime=0)
 
 
-def encode_streamed(head: dict, lists: Mapping[str, Iterable]) -> bytes:
-    """What ``encode({**head, **lists})`` gives, with each list taken item by item: a large document (the story
-    index) is compressed as it is produced, never held whole as Python objects and text."""
+def encode_lines(head: dict, records: Iterable[tuple[str, Any]]) -> bytes:
+    """A snapshot as JSON Lines: ``head``, then ``{kind: record}`` per line, compressed as they come, so a
+    large one (the story index) is never held whole as Python objects and text, written or read
+    (``load_lines``)."""
     out = io.BytesIO()
     with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
-        gz.write(json.dumps(head)[:-1].encode())  # head's fields, without the closing brace
-        for n, (name, items) in enumerate(lists.items()):
-            gz.write(f"{', ' if head or n else ''}{json.dumps(name)}: [".encode())
-            for i, item in enumerate(items):
-                gz.write(f"{', ' if i else ''}{json.dumps(item)}".encode())
-            gz.write(b"]")
-        gz.write(b"}")
+        gz.write(json.dumps(head).encode() + b"\n")
+        for kind, record in records:
+            gz.write(json.dumps({kind: record}).encode() + b"\n")
     return out.getvalue()
 
 
 def load(state_dir: str) -> Any | None:
     """The latest snapshot's JSON document, or None before the first save."""
+    path = _current(state_dir)
+    if path is None:
+        return None
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return json.loads(gzip.decompress(f.read()))
+
+
+def load_lines(state_dir: str) -> Iterator[Any] | None:
+    """The latest snapshot's lines, each decoded as JSON, read as they are consumed; None before the first
+    save. (A snapshot written whole by ``encode`` is one line.)"""
+    path = _current(state_dir)
+    return None if path is None else _lines(path)
+
+
+def _lines(path: str) -> Iterator[Any]:
+    with FileSystems.open(path, compression_type="uncompressed") as f, gzip.GzipFile(fileobj=f) as gz:
+        for line in gz:
+            yield json.loads(line)
+
+
+def _current(state_dir: str) -> str | None:
+    """The path of the snapshot ``CURRENT`` names, if any."""
     pointer = FileSystems.join(state_dir, "CURRENT")
     if not FileSystems.exists(pointer):
         return None
     with FileSystems.open(pointer, compression_type="uncompressed") as f:
-        name = f.read().decode().strip()
-    with FileSystems.open(FileSystems.join(state_dir, name), compression_type="uncompressed") as f:
-        return json.loads(gzip.decompress(f.read()))
+        return FileSystems.join(state_dir, f.read().decode().strip())
 
 
 def save(state_dir: str, run_id: str, snapshot: bytes) -> str:

@@ -21,6 +21,7 @@ Persistence: one snapshot per run through ``pipelines.state`` (Beam's filesystem
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -34,8 +35,9 @@ from pipelines import state
 from pipelines.stories.features import SIGNATURE_DTYPE, signature, signature_values
 
 # 2 added the stories' dated span (a format-1 snapshot is read as if all members were dated); 3 ages stories
-# by the run that last touched them instead of by the newest article (older snapshots: by their last article)
-FORMAT_VERSION = 3
+# by the run that last touched them instead of by the newest article (older snapshots: by their last article);
+# 4 is written as JSON Lines, a story or an article per line, where older formats are one document
+FORMAT_VERSION = 4
 POSTING_TERMS = 30  # a story is findable by this many of its strongest centroid terms
 CENTROID_TERMS = 120  # a story's centroid keeps this many terms
 MAX_POSTING = 500  # a term posted by more active stories than this identifies none of them
@@ -372,46 +374,69 @@ class StoryIndex:
 
     # -- persistence ----------------------------------------------------------------------------
     def to_json(self) -> dict:
-        return {**self._json_head(), **{name: list(items) for name, items in self._json_lists().items()}}
+        """The index as one document (what a snapshot's lines hold; older snapshots were this document)."""
+        doc: dict = {"format": FORMAT_VERSION, "saved_by": self.saved_by, "stories": [], "articles": []}
+        for kind, record in self._records():
+            doc[{"story": "stories", "article": "articles"}[kind]].append(record)
+        return doc
 
-    def _json_head(self) -> dict:
-        return {"format": FORMAT_VERSION, "saved_by": self.saved_by}
-
-    def _json_lists(self) -> dict[str, Iterator[dict]]:
-        stories = sorted(self.stories.values(), key=lambda s: s.story_id)
-        articles = sorted(self.articles.values(), key=lambda a: (a.time, a.article_id))
-        return {
-            "stories": (
-                {"story_id": s.story_id, "representative_id": s.representative_id, "title": s.title,
-                 "first_seen": _iso(s.first_seen), "last_seen": _iso(s.last_seen),
-                 "dated_first": _iso(s.dated_first), "dated_last": _iso(s.dated_last), "touched": _iso(s.touched),
-                 "article_count": s.article_count, "sources": sorted(s.sources), "centroid": s.centroid}
-                for s in stories),
-            "articles": (
-                {"article_id": a.article_id, "story_id": a.story_id, "time": _iso(a.time),
-                 "content_hash": a.content_hash, "minhash": signature_values(a.minhash)}
-                for a in articles),
-        }
+    def _records(self) -> Iterator[tuple[str, dict]]:
+        for s in sorted(self.stories.values(), key=lambda s: s.story_id):
+            yield "story", {
+                "story_id": s.story_id, "representative_id": s.representative_id, "title": s.title,
+                "first_seen": _iso(s.first_seen), "last_seen": _iso(s.last_seen),
+                "dated_first": _iso(s.dated_first), "dated_last": _iso(s.dated_last), "touched": _iso(s.touched),
+                "article_count": s.article_count, "sources": sorted(s.sources), "centroid": s.centroid}
+        for a in sorted(self.articles.values(), key=lambda a: (a.time, a.article_id)):
+            yield "article", {"article_id": a.article_id, "story_id": a.story_id, "time": _iso(a.time),
+                              "content_hash": a.content_hash, "minhash": signature_values(a.minhash)}
 
     @classmethod
     def from_json(cls, doc: dict) -> StoryIndex:
-        if doc.get("format") not in (1, 2, FORMAT_VERSION):
-            raise ValueError(f"unsupported story index format {doc.get('format')!r}")
+        _check_format(doc)
         index = cls(saved_by=doc.get("saved_by"))
         for s in doc["stories"]:
-            story = StoryState(
-                story_id=s["story_id"], representative_id=s["representative_id"], title=s["title"],
-                first_seen=_parse(s["first_seen"]), last_seen=_parse(s["last_seen"]),
-                article_count=s["article_count"], sources=set(s["sources"]), centroid={},
-                # format 1 had no dated span: every member counted as dated
-                dated_first=_maybe(s.get("dated_first", s["first_seen"])),
-                dated_last=_maybe(s.get("dated_last", s["last_seen"])), touched=_maybe(s.get("touched")))
-            story.set_centroid(s["centroid"])
-            index.add_story(story)
+            index._add_record("story", s)
         for a in doc["articles"]:
-            index._index_article(ArticleState(a["article_id"], a["story_id"], _parse(a["time"]),
-                                              a["content_hash"], signature(a["minhash"])))
+            index._add_record("article", a)
         return index
+
+    @classmethod
+    def from_lines(cls, lines: Iterator[dict]) -> StoryIndex:
+        """The index from a snapshot's lines (``state.load_lines``): a head, then ``{kind: record}`` per line,
+        or, from formats before 4, the whole document on one line."""
+        head = next(lines)
+        if "stories" in head:
+            return cls.from_json(head)
+        _check_format(head)
+        index = cls(saved_by=head.get("saved_by"))
+        for line in lines:
+            ((kind, record),) = line.items()
+            index._add_record(kind, record)
+        return index
+
+    def _add_record(self, kind: str, record: dict) -> None:
+        if kind == "story":
+            story = StoryState(
+                story_id=record["story_id"], representative_id=record["representative_id"], title=record["title"],
+                first_seen=_parse(record["first_seen"]), last_seen=_parse(record["last_seen"]),
+                article_count=record["article_count"], sources=set(record["sources"]), centroid={},
+                # format 1 had no dated span: every member counted as dated
+                dated_first=_maybe(record.get("dated_first", record["first_seen"])),
+                dated_last=_maybe(record.get("dated_last", record["last_seen"])), touched=_maybe(record.get("touched")))
+            # terms recur across stories: one string each (one JSON document shared them; lines do not)
+            story.set_centroid({sys.intern(term): weight for term, weight in record["centroid"].items()})
+            self.add_story(story)
+        elif kind == "article":
+            self._index_article(ArticleState(record["article_id"], record["story_id"], _parse(record["time"]),
+                                             record["content_hash"], signature(record["minhash"])))
+        else:
+            raise ValueError(f"unknown story index record {kind!r}")
+
+
+def _check_format(head: dict) -> None:
+    if head.get("format") not in (1, 2, 3, FORMAT_VERSION):
+        raise ValueError(f"unsupported story index format {head.get('format')!r}")
 
 
 _BAND_KEYS = [(bytes((b,)), b * ROWS * SIGNATURE_DTYPE.itemsize, (b + 1) * ROWS * SIGNATURE_DTYPE.itemsize)
@@ -424,15 +449,15 @@ def _band_keys(minhash: bytes) -> list[bytes]:
 
 
 def load_index(state_dir: str) -> StoryIndex:
-    """The latest snapshot under ``state_dir``, or an empty index on the first run."""
-    doc = state.load(state_dir)
-    return StoryIndex() if doc is None else StoryIndex.from_json(doc)
+    """The latest snapshot under ``state_dir``, read a line at a time, or an empty index on the first run."""
+    lines = state.load_lines(state_dir)
+    return StoryIndex() if lines is None else StoryIndex.from_lines(lines)
 
 
 def encode_index(index: StoryIndex) -> bytes:
-    """The index's snapshot, encoded story by story and article by article (as one document it would cost
-    some 6 KB an article for a moment)."""
-    return state.encode_streamed(index._json_head(), index._json_lists())
+    """The index's snapshot, a story or article per line, encoded as they come (as one document it would
+    cost some 6 KB an article for a moment, when written and when read)."""
+    return state.encode_lines({"format": FORMAT_VERSION, "saved_by": index.saved_by}, index._records())
 
 
 def _iso(value: datetime | None) -> str | None:

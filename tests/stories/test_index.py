@@ -235,25 +235,28 @@ _JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(),
                      max_leaves=8)
 
 
-@given(st.dictionaries(st.text(), _JSON, max_size=3), st.dictionaries(st.text(), st.lists(_JSON, max_size=4),
-                                                                      max_size=3))
-def test_a_streamed_snapshot_is_the_document_it_would_be_whole(head, lists):
+@given(st.dictionaries(st.text(), _JSON, max_size=3), st.lists(st.tuples(st.text(), _JSON), max_size=5))
+def test_snapshot_lines_are_read_back_as_written(head, records):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as state_dir:
+        state.save(state_dir, "20250101T000000Z-a", state.encode_lines(head, iter(records)))
+        assert list(state.load_lines(state_dir)) == [head] + [{kind: record} for kind, record in records]
+
+
+def test_the_index_is_saved_a_record_a_line_and_older_one_document_snapshots_are_read(tmp_path):
     import gzip
-    import json
-
-    lists = {name: items for name, items in lists.items() if name not in head}
-    streamed = state.encode_streamed(head, {name: iter(items) for name, items in lists.items()})
-    assert json.loads(gzip.decompress(streamed)) == {**head, **lists}
-
-
-def test_the_index_snapshot_is_encoded_as_its_document():
-    import gzip
-    import json
 
     index = StoryIndex()
     assign_batch(index, [feat("a", TEXTS["deal"]), feat("b", TEXTS["llama"], 1), feat("c", TEXTS["deal2"], 2)],
                  CFG, T0)
-    assert json.loads(gzip.decompress(encode_index(index))) == index.to_json()
+    lines = gzip.decompress(encode_index(index)).splitlines()
+    assert len(lines) == 1 + len(index.stories) + len(index.articles)
+    state.save(str(tmp_path / "new"), "20250101T000000Z-a", encode_index(index))
+    assert load_index(str(tmp_path / "new")).to_json() == index.to_json()
+    older = index.to_json() | {"format": 3}  # formats 1 to 3: one document
+    state.save(str(tmp_path / "old"), "20250101T000000Z-a", state.encode(older))
+    assert load_index(str(tmp_path / "old")).to_json() == index.to_json()
 
 
 def test_band_buckets_hold_one_article_as_its_id_and_empty_when_all_leave():
