@@ -9,7 +9,7 @@ have no dated member; an undated article (its time is only when it was fetched) 
 Candidate originals for near-copy checks come from a MinHash LSH band index. So the work per article is
 bounded by constants, whatever the history. The voting, the time filter and the candidates' similarities
 are computed in numpy over small integer "slots" standing for the stories held (postings hold slots, the
-centroids are rows of a matrix), with the same results as the plain computations (``candidate_stories``
+centroids are rows of a matrix), with the same results as the plain computations (``candidate_slots``
 and ``similarities`` say how). The index ages by the runs' clock, not by article times: a
 story records when a run last added an article to it (``touched``), and ``prune`` drops the stories (and
 their articles) no run has touched since a horizon (the run's start minus the window). So memory is
@@ -217,7 +217,7 @@ class StoryIndex:
     _centroids: _Centroids = field(default_factory=_Centroids, repr=False)
     _by_hash: dict[str, str] = field(default_factory=dict, repr=False)
     _members: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list), repr=False)
-    _bands: _Bands = field(default_factory=lambda: _Bands(), repr=False)
+    _bands: _Bands = field(default_factory=_Bands, repr=False)
 
     # -- lookups --------------------------------------------------------------------------------
     def candidate_stories(self, terms: list[tuple[str, float]], time: datetime, window: timedelta,
@@ -250,7 +250,7 @@ class StoryIndex:
         # voted for: posting a term; with weights above 0 (an article's always are), having a vote above 0
         voted = np.flatnonzero(votes if min(weights) > 0 else np.bincount(slots, minlength=size))
         if dated:
-            at, reach = (time - _EPOCH) // _MICROSECOND, window // _MICROSECOND
+            at, reach = _micros(time), window // _MICROSECOND
             spans = self._spans[voted]
             voted = voted[(spans[:, 0] - reach <= at) & (at <= spans[:, 1] + reach)]
         if len(voted) > MAX_CANDIDATES:  # the best votes: those above the last one taken, then its ties by id
@@ -349,8 +349,7 @@ class StoryIndex:
         if story.dated_first is None or story.dated_last is None:
             self._spans[self._slots[story.story_id]] = _UNDATED
         else:
-            self._spans[self._slots[story.story_id]] = ((story.dated_first - _EPOCH) // _MICROSECOND,
-                                                        (story.dated_last - _EPOCH) // _MICROSECOND)
+            self._spans[self._slots[story.story_id]] = _micros(story.dated_first), _micros(story.dated_last)
 
     def _post(self, story: StoryState, posted: Iterable[str] = ()) -> None:
         """Post the story under its top terms, where it was ``posted`` before, and hold its centroid."""
@@ -458,6 +457,11 @@ def encode_index(index: StoryIndex) -> bytes:
     """The index's snapshot, a story or article per line, encoded as they come (as one document it would
     cost some 6 KB an article for a moment, when written and when read)."""
     return state.encode_lines({"format": FORMAT_VERSION, "saved_by": index.saved_by}, index._records())
+
+
+def _micros(time: datetime) -> int:
+    """Microseconds since the epoch: exact, so comparisons agree with the datetimes'."""
+    return (time - _EPOCH) // _MICROSECOND
 
 
 def _iso(value: datetime | None) -> str | None:
