@@ -64,12 +64,6 @@ class StoryState:
     dated_last: datetime | None = None
     touched: datetime | None = None  # the start of the last run that added an article (None: read from format < 3)
 
-    def near_in_time(self, time: datetime, window: timedelta) -> bool:
-        """Whether a dated article at ``time`` may join: within the window of the dated members, if any."""
-        if self.dated_first is None or self.dated_last is None:
-            return True
-        return self.dated_first - window <= time <= self.dated_last + window
-
     def set_centroid(self, centroid: dict[str, float]) -> None:
         # in (-weight, term) order: sorted by term, then (stably) by weight, descending
         self.centroid = dict(sorted(sorted(centroid.items()), key=itemgetter(1), reverse=True)[:CENTROID_TERMS])
@@ -220,16 +214,10 @@ class StoryIndex:
     _bands: _Bands = field(default_factory=_Bands, repr=False)
 
     # -- lookups --------------------------------------------------------------------------------
-    def candidate_stories(self, terms: list[tuple[str, float]], time: datetime, window: timedelta,
-                          dated: bool = True) -> list[StoryState]:
-        """Stories sharing the article's terms and near it in time (when it is ``dated``): the best-voted
-        MAX_CANDIDATES (ties by id), in id order."""
-        stories = [self.story_at(slot) for slot in self.candidate_slots(terms, time, window, dated).tolist()]
-        return sorted(stories, key=lambda s: s.story_id)
-
     def candidate_slots(self, terms: list[tuple[str, float]], time: datetime, window: timedelta,
                         dated: bool = True) -> np.ndarray:
-        """The slots of ``candidate_stories``, in no order (assignment scores them all).
+        """The stories sharing the article's terms and near it in time (when it is ``dated``): the slots of the
+        best-voted MAX_CANDIDATES (ties by story id), in no order (assignment scores them all).
 
         A story's vote is the sum of the weights of the terms it posts, added in the order of ``terms``
         (``np.bincount`` adds its weights in input order), so the same float as adding them one by one."""

@@ -16,6 +16,19 @@ from tests.stories.helpers import T0, TEXTS, feat
 CFG = StoriesConfig()
 
 
+def _candidates(index, terms, time, window, dated=True):
+    """The candidate stories, in id order."""
+    stories = [index.story_at(slot) for slot in index.candidate_slots(terms, time, window, dated).tolist()]
+    return sorted(stories, key=lambda s: s.story_id)
+
+
+def _near_in_time(story, time, window):
+    """Whether a dated article at ``time`` may join: within the window of the story's dated members, if any."""
+    if story.dated_first is None or story.dated_last is None:
+        return True
+    return story.dated_first - window <= time <= story.dated_last + window
+
+
 def test_snapshot_roundtrip_through_filesystems(tmp_path):
     index = StoryIndex()
     assign_batch(index, [feat("a", TEXTS["deal"]), feat("b", TEXTS["llama"], 1)], CFG, T0)
@@ -30,8 +43,8 @@ def test_snapshot_roundtrip_through_filesystems(tmp_path):
         "snapshot-20250104T000000Z-d.json.gz"]
     # the loaded index answers lookups like the original
     terms = list(feat("x", TEXTS["deal2"], 2).vector())
-    assert [s.story_id for s in loaded.candidate_stories(terms, feat("x", "", 2).time, timedelta(days=3))] == \
-        [s.story_id for s in index.candidate_stories(terms, feat("x", "", 2).time, timedelta(days=3))]
+    assert [s.story_id for s in _candidates(loaded, terms, feat("x", "", 2).time, timedelta(days=3))] == \
+        [s.story_id for s in _candidates(index, terms, feat("x", "", 2).time, timedelta(days=3))]
 
 
 def test_prune_drops_stories_outside_the_window():
@@ -48,8 +61,8 @@ def test_candidates_respect_time_window():
     index = StoryIndex()
     assign_batch(index, [feat("a", TEXTS["deal"], 0)], CFG, T0)
     terms = list(feat("b", TEXTS["deal2"]).vector())
-    assert index.candidate_stories(terms, feat("b", "", 24).time, timedelta(days=3))
-    assert not index.candidate_stories(terms, feat("b", "", 24 * 4).time, timedelta(days=3))
+    assert _candidates(index, terms, feat("b", "", 24).time, timedelta(days=3))
+    assert not _candidates(index, terms, feat("b", "", 24 * 4).time, timedelta(days=3))
 
 
 def test_near_copy_candidates_come_from_lsh_bands():
@@ -71,10 +84,10 @@ def test_candidates_are_bounded_and_best_voted(monkeypatch):
         index.merge_into_centroid(index.stories[f"s{i}"], {"shared": 1.0, f"own{i}": 0.5})
     time, window = feat("t", "").time, timedelta(days=3)
     monkeypatch.setattr(index_module, "MAX_CANDIDATES", 2)
-    found = index.candidate_stories([("shared", 0.5), ("own4", 0.9), ("own1", 0.8)], time, window)
+    found = _candidates(index, [("shared", 0.5), ("own4", 0.9), ("own1", 0.8)], time, window)
     assert [s.story_id for s in found] == ["s1", "s4"]
     monkeypatch.setattr(index_module, "MAX_POSTING", 3)  # "shared" now identifies nothing
-    assert [s.story_id for s in index.candidate_stories([("shared", 1.0)], time, window)] == []
+    assert [s.story_id for s in _candidates(index, [("shared", 1.0)], time, window)] == []
 
 
 def test_time_narrows_candidates_only_where_both_sides_are_dated():
@@ -85,9 +98,9 @@ def test_time_narrows_candidates_only_where_both_sides_are_dated():
     assign_batch(undated, [replace(feat("a", TEXTS["deal"], 0), dated=False)], CFG, T0)
     terms = list(feat("b", TEXTS["deal2"]).vector())
     late = feat("b", "", 24 * 10).time  # ten days later
-    assert not dated.candidate_stories(terms, late, window)  # both dated: too far apart
-    assert dated.candidate_stories(terms, late, window, dated=False)  # the article's time is a fetch time
-    assert undated.candidate_stories(terms, late, window)  # the story's times are fetch times
+    assert not _candidates(dated, terms, late, window)  # both dated: too far apart
+    assert _candidates(dated, terms, late, window, dated=False)  # the article's time is a fetch time
+    assert _candidates(undated, terms, late, window)  # the story's times are fetch times
     assert undated.stories[next(iter(undated.stories))].dated_first is None
 
 
@@ -121,7 +134,7 @@ def test_the_index_ages_by_the_runs_clock_not_by_article_times():
 
 
 def _reference_candidates(index, terms, time, window, dated, limit):
-    """What candidate_stories must return, computed the plain way from the stories held: vote with the terms
+    """What candidate_slots must choose, computed the plain way from the stories held: vote with the terms
     each story posts (those posted by too many stories are skipped), filter by time, best first, top few."""
     import pipelines.stories.index as index_module
 
@@ -133,7 +146,7 @@ def _reference_candidates(index, terms, time, window, dated, limit):
             for story_id in sorted(posted):
                 if term in posted[story_id]:
                     votes[story_id] = votes.get(story_id, 0.0) + weight
-    near = [(v, i) for i, v in votes.items() if not dated or index.stories[i].near_in_time(time, window)]
+    near = [(v, i) for i, v in votes.items() if not dated or _near_in_time(index.stories[i], time, window)]
     return sorted(i for _, i in sorted(near, key=lambda vi: (-vi[0], vi[1]))[:limit])
 
 
@@ -159,7 +172,7 @@ def test_candidates_equal_the_plain_computation(stories, query, day, dated):
     for limit in (3, index_module.MAX_CANDIDATES):
         with pytest.MonkeyPatch.context() as m:
             m.setattr(index_module, "MAX_CANDIDATES", limit)
-            found = [s.story_id for s in index.candidate_stories(query, time, window, dated)]
+            found = [s.story_id for s in _candidates(index, query, time, window, dated)]
         assert found == _reference_candidates(index, query, time, window, dated, limit)
 
 
@@ -215,10 +228,9 @@ def test_lookups_follow_the_index_through_merges_and_prunes(ops):
             elif op[0] == "query":
                 _, query, day, dated, pick = op
                 time, terms = T0 + timedelta(days=day), sorted(query.items())
-                found = index.candidate_stories(terms, time, window, dated)
+                found = _candidates(index, terms, time, window, dated)
                 assert [s.story_id for s in found] == _reference_candidates(index, terms, time, window, dated, 3)
                 slots = index.candidate_slots(terms, time, window, dated)
-                assert sorted(index.story_at(slot).story_id for slot in slots) == [s.story_id for s in found]
                 stories = [index.story_at(slot) for slot in slots]
                 exact = [cosine(query, s.centroid) / (s.norm or 1.0) for s in stories]
                 assert index.similarities(slots, terms).tolist() == pytest.approx(exact, abs=1e-12)
