@@ -1,11 +1,11 @@
 """Wires the stages into one batch pipeline; no logic of its own.
 
 feeds -> ReadFeeds -> SkipKnown(entries, incl. settled rejects) -> FetchPages -> ExtractArticles -> StoryFeatures
-      -> StageArticles -> SkipKnown(article refs) -> AssignStories(features) -> UnstageArticles(refs + assignments)
+      -> StageArticles -> SkipKnown(article refs) -> AssignStories(refs) -> UnstageArticles(refs + assignments)
       -> WriteDataset(articles, stories, rejects) -> SaveSnapshot(story index, feed states)
 
-From StageArticles to UnstageArticles the articles wait on disk and only small refs move (see
-``pipelines.staging``).
+From StageArticles to UnstageArticles the articles and their story features wait on disk and only small
+refs move (see ``pipelines.staging``).
 """
 
 from __future__ import annotations
@@ -54,11 +54,8 @@ def build(p: beam.Pipeline, config: Config, run: Run, fetcher: Fetcher | None = 
     refs = staged["main"] | "SkipKnownArticles" >> SkipKnown(
         output, ARTICLE_COLUMNS, key=article_key, lookups=article_lookups, order=article_order,
         link=lambda a: a.url)
-    stories = (
-        refs["new"]
-        | "Features" >> beam.Map(lambda ref: ref.features)
-        | "AssignStories" >> AssignStories(config.stories, state_dir(output, "stories"), run, output=output)
-    )
+    stories = refs["new"] | "AssignStories" >> AssignStories(config.stories, state_dir(output, "stories"), run,
+                                                             output=output)
     articles = {"refs": refs["new"], "assignments": stories["assignments"]} | "UnstageArticles" >> UnstageArticles()
 
     feed_rejects = read["rejects"] | "SkipSettledRejects" >> SkipSettled(output)

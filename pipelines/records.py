@@ -9,12 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from pipelines.text import scrub
-
-if TYPE_CHECKING:
-    from pipelines.stories.features import ArticleFeatures
 
 # The fixed vocabulary of reject reasons. A reason names what went wrong, the stage names where.
 REJECT_REASONS = frozenset(
@@ -144,7 +140,7 @@ class Article:
 @dataclass(frozen=True)
 class ArticleRef:
     """An article waiting on disk for its story (``pipelines.staging``): what the steps that see the whole
-    run need of it (id, order, link, story features), and where it waits."""
+    run need of it (id, order, link), and where it and its story features wait."""
 
     article_id: str
     url: str
@@ -152,7 +148,7 @@ class ArticleRef:
     published_at: datetime | None
     file: str
     offset: int  # where in ``file`` the article starts
-    features: ArticleFeatures
+    features_offset: int  # where its story features start
 
 
 @dataclass(frozen=True)

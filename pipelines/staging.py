@@ -1,16 +1,17 @@
 """Articles wait on disk while the run decides about them, so that no step holds a run's articles in memory.
 
 The steps that see a whole run at once (the already-stored check, story assignment) need only an
-article's id, order, link and story features, and a runner keeps everything that crosses such a step in
-memory (the in-process runner) or shuffles it (a cluster). So ``StageArticles`` writes each bundle's
-articles to one file under the run's ``_tmp/<run_id>/staged/``, through Beam's filesystems so any worker
-can read it, and passes on an ``ArticleRef`` in each article's place. ``UnstageArticles`` takes the refs
-that survived, with their story assignments, groups them by staged file (small records: offset, link,
-story), reads each file in file order, a chunk of articles at a time, and emits the chosen articles with
-their story fields.
+article's id, order and link, and a runner keeps everything that crosses such a step in memory (the
+in-process runner) or shuffles it (a cluster). So ``StageArticles`` writes each bundle's articles, each
+followed by its story features, to one file under the run's ``_tmp/<run_id>/staged/``, through Beam's
+filesystems so any worker can read it, and passes on an ``ArticleRef`` in each article's place. Story
+assignment reads an article's features back when its turn comes (``StagedReader``), so it holds the run's
+refs, not its features. ``UnstageArticles`` takes the refs that survived, with their story assignments,
+groups them by staged file (small records: offset, link, story), reads each file in file order, a chunk of
+articles at a time, and emits the chosen articles with their story fields.
 
-What crosses a stage boundary per article is therefore its ref (its features make it about 2 KB) and its
-placement (under 200 bytes), never the article. A staged file is complete before any ref to it leaves
+What crosses a stage boundary per article is therefore its ref (about 300 bytes) and its placement (under
+200 bytes), never the article or its features. A staged file is complete before any ref to it leaves
 its bundle (the file is closed in ``finish_bundle``); a retried bundle writes a file of its own and the
 refs of the failed attempt are discarded with it. Staged files live and die with the run's ``_tmp``
 directory: the CLI removes it when the run ends, and the next run removes what a killed run left.
@@ -20,9 +21,10 @@ from __future__ import annotations
 
 import pickle
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -31,26 +33,53 @@ from pipelines.failures import Guarded
 from pipelines.records import Article, ArticleRef, Assignment
 from pipelines.stories.features import ArticleFeatures
 
-_LENGTH = 8  # bytes of the big-endian length before each pickled article
+_LENGTH = 8  # bytes of the big-endian length before each pickled record
 CHUNK = 100  # articles read back per element
+OPEN_FILES = 16  # staged files a StagedReader keeps open
 
 
-def write_article(handle: BinaryIO, article: Article) -> int:
-    """Appends an article; returns the bytes written."""
-    data = pickle.dumps(article, protocol=pickle.HIGHEST_PROTOCOL)  # before writing: a failure leaves no half
-    handle.write(len(data).to_bytes(_LENGTH, "big") + data)
-    return _LENGTH + len(data)
+def encode_record(record: Any) -> bytes:
+    """A record (an article or its features) as it is appended to a staged file."""
+    data = pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
+    return len(data).to_bytes(_LENGTH, "big") + data
 
 
-def read_article(handle: BinaryIO, offset: int) -> Article:
-    """The article written at ``offset`` of a staged file."""
+def read_record(handle: BinaryIO, offset: int) -> Any:
+    """The record written at ``offset`` of a staged file."""
     handle.seek(offset)
     head = handle.read(_LENGTH)
     size = int.from_bytes(head, "big")
     data = handle.read(size)
     if len(head) < _LENGTH or len(data) < size:
-        raise EOFError(f"staged file ends inside the article at offset {offset}")
+        raise EOFError(f"staged file ends inside the record at offset {offset}")
     return pickle.loads(data)  # our own file, written by this run
+
+
+class StagedReader:
+    """Reads refs' features back in any order, keeping the ``OPEN_FILES`` most recently used files open."""
+
+    def __init__(self) -> None:
+        self._open: OrderedDict[str, BinaryIO] = OrderedDict()
+
+    def features(self, ref: ArticleRef) -> ArticleFeatures:
+        handle = self._open.pop(ref.file, None)
+        if handle is None:
+            handle = FileSystems.open(ref.file)
+            if len(self._open) >= OPEN_FILES:
+                self._open.popitem(last=False)[1].close()
+        self._open[ref.file] = handle
+        features = read_record(handle, ref.features_offset)
+        if not isinstance(features, ArticleFeatures) or features.article_id != ref.article_id:
+            raise ValueError(f"{ref.file} holds no features of {ref.article_id} at {ref.features_offset}")
+        return features
+
+    def __enter__(self) -> StagedReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for handle in self._open.values():
+            handle.close()
+        self._open.clear()
 
 
 class _StageFn(beam.DoFn):
@@ -67,11 +96,13 @@ class _StageFn(beam.DoFn):
         if self._handle is None:
             self._file = f"{self._directory}/{uuid.uuid4().hex}.articles"
             self._handle = FileSystems.create(self._file)
-        size = write_article(self._handle, article)
+        article_record = encode_record(article)
+        features_record = encode_record(features)  # both encoded before writing: a failure leaves no half
+        self._handle.write(article_record + features_record)
         assert self._file is not None
         yield ArticleRef(article.article_id, article.url, article.feed_url, article.published_at, self._file,
-                         self._offset, features)
-        self._offset += size
+                         self._offset, self._offset + len(article_record))
+        self._offset += len(article_record) + len(features_record)
 
     def finish_bundle(self) -> None:
         if self._handle is not None:
@@ -122,7 +153,7 @@ def unstage(chunk: tuple[str, tuple[Placement, ...]]) -> Iterator[Article]:
     file, placements = chunk
     with FileSystems.open(file) as handle:
         for placement in placements:
-            yield read_article(handle, placement.offset).with_story(placement.story_id, placement.duplicate_of)
+            yield read_record(handle, placement.offset).with_story(placement.story_id, placement.duplicate_of)
 
 
 class UnstageArticles(beam.PTransform):

@@ -8,8 +8,18 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.records import Article, Assignment, Run
-from pipelines.staging import CHUNK, Placement, StageArticles, UnstageArticles, in_chunks, read_article, write_article
+from pipelines.records import Article, ArticleRef, Assignment, Run
+from pipelines.staging import (
+    CHUNK,
+    OPEN_FILES,
+    Placement,
+    StageArticles,
+    StagedReader,
+    UnstageArticles,
+    encode_record,
+    in_chunks,
+    read_record,
+)
 from pipelines.stories.assign import features_of
 from pipelines.text import content_hash
 
@@ -24,25 +34,25 @@ def article(n: int, text: str | None = None) -> Article:
                    content_hash(text))
 
 
-def test_read_article_finds_each_article_at_its_offset():
+def test_read_record_finds_each_record_at_its_offset():
     handle = io.BytesIO()
     written = [article(n, text="Ünïcödé 東京 " * n + "x") for n in range(6)]
     offsets = []
     for a in written:
         offsets.append(handle.tell())
-        assert write_article(handle, a) == handle.tell() - offsets[-1]
+        handle.write(encode_record(a))
     for n in (4, 1, 5, 0):
-        assert read_article(handle, offsets[n]) == written[n]
+        assert read_record(handle, offsets[n]) == written[n]
 
 
 def test_a_staged_file_cut_short_is_an_error():
     handle = io.BytesIO()
-    write_article(handle, article(1))
+    handle.write(encode_record(article(1)))
     truncated = io.BytesIO(handle.getvalue()[:-10])
     with pytest.raises(EOFError):
-        read_article(truncated, 0)
+        read_record(truncated, 0)
     with pytest.raises(EOFError):
-        read_article(handle, handle.tell())
+        read_record(handle, handle.tell())
 
 
 def test_placements_come_in_file_order_a_chunk_at_a_time():
@@ -54,6 +64,11 @@ def test_placements_come_in_file_order_a_chunk_at_a_time():
 
 def _with_features(a: Article):
     return a, features_of(a, RUN)
+
+
+def _read_back(ref: ArticleRef):
+    with StagedReader() as reader:
+        return ref.article_id, reader.features(ref)
 
 
 def test_stage_then_unstage_gives_back_the_assigned_articles_with_their_stories(tmp_path):
@@ -68,8 +83,9 @@ def test_stage_then_unstage_gives_back_the_assigned_articles_with_their_stories(
         staged = (p | "Articles" >> beam.Create(articles) | beam.Map(_with_features)
                   | StageArticles(str(tmp_path / "staged")))
         refs = staged["main"]
-        assert_that(refs | beam.Map(lambda r: (r.article_id, r.features.article_id)),
-                    equal_to([(a.article_id, a.article_id) for a in articles]), label="refs carry features")
+        # read after a shuffle, as in a run: a staged file is complete once its bundle has ended
+        assert_that(refs | beam.Reshuffle() | beam.Map(_read_back),
+                    equal_to([(a.article_id, features_of(a, RUN)) for a in articles]), label="features read back")
         out = ({"refs": refs, "assignments": p | "Assignments" >> beam.Create(assignments)}
                | UnstageArticles())
         assert_that(out["main"], equal_to(expected), label="articles")
@@ -84,9 +100,34 @@ def test_an_unreadable_staged_file_rejects_the_articles_placed_in_it(tmp_path):
                 | StageArticles(str(tmp_path / "staged")))["main"]
         # refs pointing into a file that does not hold them
         moved = refs | beam.Map(lambda r: r.__class__(r.article_id, r.url, r.feed_url, r.published_at,
-                                                       str(tmp_path / "gone.articles"), r.offset, r.features))
+                                                       str(tmp_path / "gone.articles"), r.offset,
+                                                       r.features_offset))
         assignments = p | "Assignments" >> beam.Create([Assignment(a.article_id, "s") for a in articles])
         out = {"refs": moved, "assignments": assignments} | UnstageArticles()
         assert_that(out["main"], equal_to([]), label="nothing written")
         assert_that(out["rejects"] | beam.Map(lambda r: (r.url, r.stage, r.reason)),
                     equal_to([(a.url, "write", "internal_error") for a in articles]), label="rejects")
+
+
+def test_staged_reader_reads_features_across_more_files_than_it_keeps_open(tmp_path):
+    refs = []
+    for n in range(OPEN_FILES * 2 + 3):  # one article per file
+        path = tmp_path / f"{n}.articles"
+        a = article(n)
+        head = encode_record(a)
+        path.write_bytes(head + encode_record(features_of(a, RUN)))
+        refs.append(ArticleRef(a.article_id, a.url, a.feed_url, a.published_at, str(path), 0, len(head)))
+    order = list(range(len(refs))) + list(range(len(refs) - 1, -1, -3))  # files reopened after being closed
+    with StagedReader() as reader:
+        got = [reader.features(refs[n]) for n in order]
+    assert [f.article_id for f in got] == [refs[n].article_id for n in order]
+    assert got[0] == features_of(article(0), RUN)
+
+
+def test_staged_reader_refuses_a_ref_pointing_at_another_record(tmp_path):
+    path = tmp_path / "one.articles"
+    a = article(1)
+    head = encode_record(a)
+    path.write_bytes(head + encode_record(features_of(a, RUN)))
+    with StagedReader() as reader, pytest.raises(ValueError):
+        reader.features(ArticleRef("id1", a.url, a.feed_url, None, str(path), 0, 0))  # the article, not features

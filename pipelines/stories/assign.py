@@ -11,9 +11,11 @@ Three levels, decided in this order for each article:
 
 Assignment is online: articles are taken one at a time in (time, article_id) order against the
 index of earlier runs plus the articles already assigned in this run, and earlier assignments are
-never rewritten. Feature extraction (``StoryFeatures``) runs in parallel, where articles are extracted;
-the assignment itself runs once per run on one worker (a single-key GroupByKey of the run's features, not
-its articles), which is what makes it deterministic whatever the bundle order.
+never rewritten. Feature extraction (``StoryFeatures``) runs in parallel, where articles are extracted,
+and the features wait on disk with their articles (``pipelines.staging``); the assignment itself runs once
+per run on one worker (a single-key GroupByKey of the run's article refs, not its articles or features),
+which is what makes it deterministic whatever the bundle order. It reads each article's features back
+when the article's turn comes, so it holds the index and the run's refs, one article's features at a time.
 Its cost per article depends on the window's candidates, not on the history. An article whose
 assignment raises is a reject (``pipelines.failures``); the index is changed only once its decision is made.
 The index ages by the runs' clock: after a run it keeps the stories that runs added to within
@@ -27,6 +29,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -34,7 +37,8 @@ import numpy as np
 from pipelines import metrics
 from pipelines.config import StoriesConfig
 from pipelines.failures import Guarded, attempt, rejects_for
-from pipelines.records import Article, Assignment, Run, Story
+from pipelines.records import Article, ArticleRef, Assignment, Run, Story
+from pipelines.staging import StagedReader
 from pipelines.stories.features import ArticleFeatures, article_features, cosine, jaccard
 from pipelines.stories.index import ArticleState, StoryIndex, StoryState, encode_index, load_index
 from pipelines.stories.recover import read_rows, restore, unindexed_files
@@ -52,7 +56,12 @@ class AssignResult:
     assignments: list[Assignment] = field(default_factory=list)
     stories: list[Story] = field(default_factory=list)  # every story the batch touched, after it
     counts: Counter = field(default_factory=Counter)
-    failed: list[tuple[ArticleFeatures, str]] = field(default_factory=list)  # (article, what went wrong)
+    failed: list[tuple[Any, str]] = field(default_factory=list)  # (article's features or ref, what went wrong)
+
+
+def article_time(published_at: datetime | None, run: Run) -> datetime:
+    """The time an article is placed at: when it was published, else the start of the run that found it."""
+    return published_at or run.started_at
 
 
 def assign_batch(index: StoryIndex, batch: Iterable[ArticleFeatures], config: StoriesConfig,
@@ -62,11 +71,18 @@ def assign_batch(index: StoryIndex, batch: Iterable[ArticleFeatures], config: St
     ``now`` is the run's start: stories record it when they gain an article, and afterwards the index keeps
     the stories touched within the window before it. The returned story rows are taken before pruning.
     """
+    return assign_ordered(index, sorted(batch, key=lambda f: (f.time, f.article_id)), config, now)
+
+
+def assign_ordered(index: StoryIndex, ordered: Iterable[ArticleFeatures], config: StoriesConfig, now: datetime,
+                   result: AssignResult | None = None) -> AssignResult:
+    """``assign_batch`` for articles given in (time, article_id) order, taken one at a time (``ordered``
+    may read them as it goes, and add its failures to ``result``)."""
     window = timedelta(days=config.window_days)
     existing = set(index.stories)
-    result = AssignResult()
+    result = AssignResult() if result is None else result
     touched: dict[str, None] = {}
-    for feat in sorted(batch, key=lambda f: (f.time, f.article_id)):
+    for feat in ordered:
         known = index.articles.get(feat.article_id)
         if known is not None:  # assigned by an earlier run that did not store it (a failed write, a lost
             result.assignments.append(Assignment(feat.article_id, known.story_id))  # file): stored now
@@ -161,12 +177,24 @@ def story_rows(index: StoryIndex, story_ids: Iterable[str]) -> list[Story]:
 
 def features_of(article: Article, run: Run) -> ArticleFeatures:
     return article_features(article.article_id, article.source, article.title, article.text, article.language,
-                            article.published_at or run.started_at, article.content_hash,
+                            article_time(article.published_at, run), article.content_hash,
                             dated=article.published_at is not None, url=article.url, feed_url=article.feed_url)
 
 
+def _staged_features(refs: Iterable[ArticleRef], run: Run, failed: list[tuple[Any, str]]) -> Iterator[ArticleFeatures]:
+    """The refs' features in (time, article_id) order, read back one at a time; a ref whose features cannot be
+    read goes to ``failed``."""
+    with StagedReader() as reader:
+        for ref in sorted(refs, key=lambda r: (article_time(r.published_at, run), r.article_id)):
+            features, error = attempt(partial(reader.features, ref))
+            if features is None:
+                failed.append((ref, error or "no features"))
+            else:
+                yield features
+
+
 class _AssignFn(beam.DoFn):
-    """Runs once per run with every new article's features; emits assignments, stories, the new index.
+    """Runs once per run with every new article's ref; emits assignments, stories, the new index.
 
     The index is first caught up with articles that interrupted runs stored but never indexed
     (``pipelines.stories.recover``), when the output holding them is given.
@@ -175,20 +203,22 @@ class _AssignFn(beam.DoFn):
     def __init__(self, config: StoriesConfig, state_dir: str, run: Run, output: str | None):
         self._config, self._state_dir, self._run, self._output = config, state_dir, run, output
 
-    def process(self, keyed: tuple[None, Iterable[ArticleFeatures]]) -> Iterator:
+    def process(self, keyed: tuple[None, Iterable[ArticleRef]]) -> Iterator:
         index = load_index(self._state_dir)
         if self._output is not None:
             files = unindexed_files(self._output, index, self._run.run_id, self._run.started_at,
                                     timedelta(days=self._config.window_days))
             metrics.inc("articles_restored_to_index", restore(index, read_rows(files), self._run.started_at))
-        result = assign_batch(index, keyed[1], self._config, self._run.started_at)
+        result = AssignResult()
+        assign_ordered(index, _staged_features(keyed[1], self._run, result.failed), self._config,
+                       self._run.started_at, result)
         index.saved_by = self._run.run_id
         snapshot = encode_index(index)
         yield from result.assignments
         for story in result.stories:
             yield beam.pvalue.TaggedOutput(STORIES, story)
-        for feat, detail in result.failed:
-            for reject in rejects_for(feat, "stories", detail):
+        for article, detail in result.failed:
+            for reject in rejects_for(article, "stories", detail):
                 yield beam.pvalue.TaggedOutput(REJECTS, reject)
         yield beam.pvalue.TaggedOutput(INDEX, snapshot)
         for name, n in result.counts.items():
@@ -213,8 +243,8 @@ class StoryFeatures(beam.PTransform):
 
 
 class AssignStories(beam.PTransform):
-    """ArticleFeatures -> ``assignments`` (Assignment), ``stories`` (Story), ``index`` (the new index,
-    encoded, to save) and ``rejects`` (articles whose assignment failed).
+    """ArticleRef (of staged articles) -> ``assignments`` (Assignment), ``stories`` (Story), ``index`` (the new
+    index, encoded, to save) and ``rejects`` (articles whose assignment failed).
 
     An article the index already holds (stored articles never get here) keeps the story it was given.
     """
@@ -223,9 +253,9 @@ class AssignStories(beam.PTransform):
         super().__init__()
         self._config, self._state_dir, self._run, self._output = config, state_dir, run, output
 
-    def expand(self, features):
+    def expand(self, refs):
         return (
-            features
+            refs
             | "OneGroup" >> beam.WithKeys(lambda _: None)
             | "Gather" >> beam.GroupByKey()
             | "Assign" >> Guarded(beam.ParDo(_AssignFn(self._config, self._state_dir, self._run, self._output)),

@@ -1,5 +1,10 @@
 from datetime import UTC, datetime, timedelta
 
+import apache_beam as beam
+
+from pipelines.records import Run
+from pipelines.staging import StageArticles
+from pipelines.stories.assign import StoryFeatures
 from pipelines.stories.features import ArticleFeatures, article_features
 from pipelines.text import content_hash
 
@@ -20,3 +25,17 @@ TEXTS = {
 
 def feat(article_id: str, text: str, hours: float = 0, source: str = "src", title=None) -> ArticleFeatures:
     return article_features(article_id, source, title, text, "en", T0 + timedelta(hours=hours), content_hash(text))
+
+
+
+
+class StagedRefs(beam.PTransform):
+    """Articles -> their refs, staged with their features as in a run: what AssignStories takes."""
+
+    def __init__(self, run: Run, directory):
+        super().__init__()
+        self._run, self._directory = run, str(directory)
+
+    def expand(self, articles):
+        featured = articles | "Features" >> StoryFeatures(self._run)
+        return (featured["main"] | "Stage" >> StageArticles(self._directory))["main"]

@@ -9,11 +9,11 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipelines import state
 from pipelines.config import StoriesConfig
 from pipelines.records import Article, Run
-from pipelines.stories.assign import AssignStories, assign_batch, features_of
+from pipelines.stories.assign import AssignStories, assign_batch
 from pipelines.stories.index import StoryIndex, encode_index
 from pipelines.text import content_hash
 from pipelines.urls import stable_id
-from tests.stories.helpers import T0, TEXTS, feat
+from tests.stories.helpers import T0, TEXTS, StagedRefs, feat
 
 CFG = StoriesConfig()
 
@@ -94,10 +94,23 @@ def test_assign_stories_composite_continues_stored_index(tmp_path):
     deal_story = stable_id("story", "a")
     with TestPipeline() as p:
         out = (p | beam.Create([article("b", TEXTS["deal2"], 2), article("c", TEXTS["weather"], 3)])
-               | beam.Map(features_of, run)
+               | "Stage" >> StagedRefs(run, tmp_path / "staged")
                | AssignStories(CFG, state_dir, run))
         assert_that(out["assignments"] | beam.Map(lambda a: (a.article_id, a.story_id, a.duplicate_of)),
                     equal_to([("b", deal_story, None), ("c", stable_id("story", "c"), None)]), label="articles")
         assert_that(out["stories"] | beam.Map(lambda s: (s.story_id, s.article_count)),
                     equal_to([(deal_story, 2), (stable_id("story", "c"), 1)]), label="stories")
         assert_that(out["index"] | beam.Map(lambda b: isinstance(b, bytes)), equal_to([True]), label="index")
+
+
+def test_assign_stories_rejects_an_article_whose_staged_features_cannot_be_read(tmp_path):
+    run = Run("20250613T000000Z-next", datetime(2025, 6, 13, tzinfo=UTC))
+    with TestPipeline() as p:
+        refs = (p | beam.Create([article("b", TEXTS["deal2"], 2), article("c", TEXTS["weather"], 3)])
+                | "Stage" >> StagedRefs(run, tmp_path / "staged"))
+        lost = refs | beam.Map(lambda r: replace(r, file=str(tmp_path / "gone")) if r.article_id == "b" else r)
+        out = lost | AssignStories(CFG, str(tmp_path / "state"), run)
+        assert_that(out["assignments"] | beam.Map(lambda a: (a.article_id, a.story_id)),
+                    equal_to([("c", stable_id("story", "c"))]), label="the other article")
+        assert_that(out["rejects"] | beam.Map(lambda r: (r.url, r.stage, r.reason)),
+                    equal_to([("https://x.example/b", "stories", "internal_error")]), label="rejects")

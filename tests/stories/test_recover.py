@@ -14,12 +14,12 @@ from pipelines import state
 from pipelines.config import StoriesConfig
 from pipelines.records import Run
 from pipelines.sinks import run_of
-from pipelines.stories.assign import AssignStories, assign_batch, features_of
+from pipelines.stories.assign import AssignStories, assign_batch
 from pipelines.stories.index import StoryIndex, encode_index
 from pipelines.stories.recover import COLUMNS, restore, unindexed_files
 from pipelines.text import content_hash
 from pipelines.urls import stable_id
-from tests.stories.helpers import T0, TEXTS, feat
+from tests.stories.helpers import T0, TEXTS, StagedRefs, feat
 from tests.stories.test_assign import article
 
 CFG = StoriesConfig()
@@ -82,7 +82,7 @@ def test_composite_restores_an_interrupted_run_before_assigning(tmp_path):
     run = Run("20250613T000000Z-next", datetime(2025, 6, 13, tzinfo=UTC))
     with TestPipeline() as p:
         out = (p | beam.Create([article("b", TEXTS["deal2"], 2)])
-               | beam.Map(features_of, run)
+               | "Stage" >> StagedRefs(run, tmp_path / "staged")
                | AssignStories(CFG, state_dir, run, str(tmp_path / "out")))
         assert_that(out["assignments"] | beam.Map(lambda a: (a.article_id, a.story_id)),
                     equal_to([("b", stable_id("story", "a"))]), label="articles")
