@@ -181,6 +181,11 @@ def encode_feed_states(states: list[FeedState]) -> bytes:
     return state.encode([dataclasses.asdict(s) for s in sorted(states, key=lambda s: s.feed_url)])
 
 
+def write_feed_states(states: list[FeedState], state_dir: str, run_id: str) -> str:
+    """Writes a run's feed states as a snapshot to commit; returns its file name."""
+    return state.write(state_dir, run_id, encode_feed_states(states))
+
+
 class _ReadFeedFn(FetcherDoFn):
     def __init__(self, fetcher: Fetcher, state_dir: str):
         super().__init__(fetcher)

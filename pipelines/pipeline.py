@@ -2,7 +2,7 @@
 
 feeds -> ReadFeeds -> SkipKnown(entries, incl. settled rejects) -> FetchPages -> ExtractArticles -> StoryFeatures
       -> StageArticles -> SkipKnown(article refs) -> AssignStories(refs) -> UnstageArticles(refs + assignments)
-      -> WriteDataset(articles, stories, rejects) -> SaveSnapshot(story index, feed states)
+      -> WriteDataset(articles, stories, rejects) -> CommitSnapshot(story index, feed states)
 
 From StageArticles to UnstageArticles the articles and their story features wait on disk and only small
 refs move (see ``pipelines.staging``).
@@ -14,7 +14,7 @@ import apache_beam as beam
 
 from pipelines.config import Config
 from pipelines.extract import ExtractArticles
-from pipelines.feeds import ReadFeeds, encode_feed_states
+from pipelines.feeds import ReadFeeds, write_feed_states
 from pipelines.fetch import Fetcher, FetchPages
 from pipelines.known import (
     ARTICLE_COLUMNS,
@@ -29,7 +29,7 @@ from pipelines.known import (
     entry_order,
 )
 from pipelines.records import Run
-from pipelines.sinks import SaveSnapshot, WriteDataset, temp_dir
+from pipelines.sinks import CommitSnapshot, WriteDataset, temp_dir
 from pipelines.staging import StageArticles, UnstageArticles
 from pipelines.stories.assign import AssignStories, StoryFeatures
 
@@ -68,10 +68,10 @@ def build(p: beam.Pipeline, config: Config, run: Run, fetcher: Fetcher | None = 
         | "AllRejects" >> beam.Flatten()
         | "WriteRejects" >> WriteDataset("rejects", output, run)
     )
-    _ = stories["index"] | "SaveIndex" >> SaveSnapshot(state_dir(output, "stories"), run, after=written["files"])
+    _ = stories["index"] | "CommitIndex" >> CommitSnapshot(state_dir(output, "stories"), after=written["files"])
     _ = (
         read["states"]
         | "AllFeedStates" >> beam.combiners.ToList()
-        | "EncodeFeedStates" >> beam.Map(encode_feed_states)
-        | "SaveFeedStates" >> SaveSnapshot(state_dir(output, "feeds"), run, after=written["files"])
+        | "WriteFeedStates" >> beam.Map(write_feed_states, state_dir(output, "feeds"), run.run_id)
+        | "CommitFeedStates" >> CommitSnapshot(state_dir(output, "feeds"), after=written["files"])
     )

@@ -193,19 +193,19 @@ class WriteDataset(beam.PTransform):
         return {"files": files, REJECTS: unwritable}
 
 
-class SaveSnapshot(beam.PTransform):
-    """Saves encoded state snapshots (``pipelines.state``), only after ``after`` (the article files) is written.
+class CommitSnapshot(beam.PTransform):
+    """Commits written state snapshots (their file names under ``state_dir``, see ``pipelines.state``), only
+    after ``after`` (the article files) is written.
 
-    Saving after the articles means a failed write never leaves state that claims articles the dataset
+    Committing after the articles means a failed write never leaves state that claims articles the dataset
     does not hold (a story index naming them, feed validators that would skip their entries).
     """
 
-    def __init__(self, state_dir: str, run: Run, after):
+    def __init__(self, state_dir: str, after):
         super().__init__()
-        self._state_dir, self._run, self._after = state_dir, run, after
+        self._state_dir, self._after = state_dir, after
 
-    def expand(self, snapshots):
-        state_dir, run_id = self._state_dir, self._run.run_id
-        return snapshots | "Save" >> beam.Map(
-            lambda snapshot, _written: state.save(state_dir, run_id, snapshot),
-            beam.pvalue.AsList(self._after))
+    def expand(self, names):
+        state_dir = self._state_dir
+        return names | "Commit" >> beam.Map(lambda name, _written: state.commit(state_dir, name),
+                                            beam.pvalue.AsList(self._after))

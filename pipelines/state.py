@@ -1,15 +1,16 @@
 """Versioned state snapshots between runs, through Beam's filesystems.
 
-A state directory holds ``snapshot-<run_id>.json.gz`` files and a ``CURRENT`` file naming the latest.
-A snapshot is written before ``CURRENT`` is replaced, so a crash in between leaves the previous state in
-force; the last ``KEEP`` snapshots are kept for inspection and recovery. The stages decide what a
-snapshot holds (the story index, feed validators) and when it is saved (after the articles are written).
+A state directory holds ``snapshot-<run_id>.json.gz`` files and a ``CURRENT`` file naming the one in
+force. Saving is two steps: a run writes its snapshot (``write``, or ``write_lines`` straight from the
+records, so a large one is never held encoded), and later commits it (``commit``) by replacing
+``CURRENT``. A crash in between leaves the previous state in force and the written file unused; the last
+``KEEP`` snapshots are kept for inspection and recovery. The stages decide what a snapshot holds (the
+story index, feed validators) and when it is committed (after the articles are written).
 """
 
 from __future__ import annotations
 
 import gzip
-import io
 import json
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -23,16 +24,17 @@ def encode(doc: Any) -> bytes:
     return gzip.compress(json.dumps(doc).encode(), mtime=0)
 
 
-def encode_lines(head: dict, records: Iterable[tuple[str, Any]]) -> bytes:
-    """A snapshot as JSON Lines: ``head``, then ``{kind: record}`` per line, compressed as they come, so a
-    large one (the story index) is never held whole as Python objects and text, written or read
-    (``load_lines``)."""
-    out = io.BytesIO()
-    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
+def write_lines(state_dir: str, run_id: str, head: dict, records: Iterable[tuple[str, Any]]) -> str:
+    """Writes a snapshot as JSON Lines, ``head`` then ``{kind: record}`` per line, compressed into its file
+    as they come, so a large one (the story index) is never held whole, as objects, text or bytes, written
+    or read (``load_lines``). It takes effect once committed; returns its file name."""
+    name = _name(run_id)
+    with FileSystems.create(FileSystems.join(state_dir, name), compression_type="uncompressed") as f, \
+            gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as gz:
         gz.write(json.dumps(head).encode() + b"\n")
         for kind, record in records:
             gz.write(json.dumps({kind: record}).encode() + b"\n")
-    return out.getvalue()
+    return name
 
 
 def load(state_dir: str) -> Any | None:
@@ -66,11 +68,25 @@ def _current(state_dir: str) -> str | None:
         return FileSystems.join(state_dir, f.read().decode().strip())
 
 
-def save(state_dir: str, run_id: str, snapshot: bytes) -> str:
-    """Write an encoded snapshot and make it CURRENT; returns its file name."""
-    name = f"snapshot-{run_id}.json.gz"
+def _name(run_id: str) -> str:
+    return f"snapshot-{run_id}.json.gz"
+
+
+def write(state_dir: str, run_id: str, snapshot: bytes) -> str:
+    """Writes an encoded snapshot (``encode``); it takes effect once committed. Returns its file name."""
+    name = _name(run_id)
     _write(FileSystems.join(state_dir, name), snapshot)
-    tmp = FileSystems.join(state_dir, f"CURRENT.{run_id}.tmp")
+    return name
+
+
+def save(state_dir: str, run_id: str, snapshot: bytes) -> str:
+    """Writes an encoded snapshot and commits it; returns its file name."""
+    return commit(state_dir, write(state_dir, run_id, snapshot))
+
+
+def commit(state_dir: str, name: str) -> str:
+    """Makes the written snapshot ``name`` the one in force, and drops all but the ``KEEP`` latest."""
+    tmp = FileSystems.join(state_dir, f"CURRENT.{name}.tmp")
     _write(tmp, name.encode())
     pointer = FileSystems.join(state_dir, "CURRENT")
     if FileSystems.exists(pointer):
@@ -78,6 +94,7 @@ def save(state_dir: str, run_id: str, snapshot: bytes) -> str:
     FileSystems.rename([tmp], [pointer])
     matches = FileSystems.match([FileSystems.join(state_dir, "snapshot-*.json.gz")])[0].metadata_list
     old = sorted(m.path for m in matches)[:-KEEP]  # run ids start with a UTC timestamp: names sort by age
+    old = [path for path in old if not path.endswith(f"/{name}")]  # never the one in force
     if old:
         FileSystems.delete(old)
     return name

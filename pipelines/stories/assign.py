@@ -40,7 +40,7 @@ from pipelines.failures import Guarded, attempt, rejects_for
 from pipelines.records import Article, ArticleRef, Assignment, Run, Story
 from pipelines.staging import StagedReader
 from pipelines.stories.features import ArticleFeatures, article_features, cosine, jaccard
-from pipelines.stories.index import ArticleState, StoryIndex, StoryState, encode_index, load_index
+from pipelines.stories.index import ArticleState, StoryIndex, StoryState, load_index, write_index
 from pipelines.stories.recover import read_rows, restore, unindexed_files
 from pipelines.urls import stable_id
 
@@ -213,7 +213,8 @@ class _AssignFn(beam.DoFn):
         assign_ordered(index, _staged_features(keyed[1], self._run, result.failed), self._config,
                        self._run.started_at, result)
         index.saved_by = self._run.run_id
-        snapshot = encode_index(index)
+        snapshot = write_index(self._state_dir, index)  # to commit once the articles are written
+        del index
         yield from result.assignments
         for story in result.stories:
             yield beam.pvalue.TaggedOutput(STORIES, story)
@@ -243,8 +244,9 @@ class StoryFeatures(beam.PTransform):
 
 
 class AssignStories(beam.PTransform):
-    """ArticleRef (of staged articles) -> ``assignments`` (Assignment), ``stories`` (Story), ``index`` (the new
-    index, encoded, to save) and ``rejects`` (articles whose assignment failed).
+    """ArticleRef (of staged articles) -> ``assignments`` (Assignment), ``stories`` (Story), ``index`` (the file
+    name of the new index's snapshot, written under ``state_dir``, to commit) and ``rejects`` (articles whose
+    assignment failed).
 
     An article the index already holds (stored articles never get here) keeps the story it was given.
     """

@@ -441,10 +441,13 @@ def load_index(state_dir: str) -> StoryIndex:
     return StoryIndex() if lines is None else StoryIndex.from_lines(lines)
 
 
-def encode_index(index: StoryIndex) -> bytes:
-    """The index's snapshot, a story or article per line, encoded as they come (as one document it would
-    cost some 6 KB an article for a moment, when written and when read)."""
-    return state.encode_lines({"format": FORMAT_VERSION, "saved_by": index.saved_by}, index._records())
+def write_index(state_dir: str, index: StoryIndex) -> str:
+    """Writes the index's snapshot under the name of the run that saved it (``saved_by``), a story or article
+    per line, encoded as they come: as one document it would cost some 6 KB an article for a moment, when
+    written and when read. It takes effect once committed (``pipelines.state``); returns its file name."""
+    assert index.saved_by, "an index is written by a run"
+    return state.write_lines(state_dir, index.saved_by, {"format": FORMAT_VERSION, "saved_by": index.saved_by},
+                             index._records())
 
 
 def _micros(time: datetime) -> int:

@@ -1,6 +1,6 @@
 """Catching the story index up with articles that an interrupted run stored but never indexed.
 
-A run saves the story index only after its article files are written (``pipelines.sinks.SaveSnapshot``),
+A run commits the story index only after its article files are written (``pipelines.sinks.CommitSnapshot``),
 so a run that dies in between leaves articles in ``articles/`` that the index does not know: their stories
 would not continue and later copies of them would not be marked. Each snapshot names the run that saved
 it (``StoryIndex.saved_by``); the next run finds the article files of later runs (a file's name starts

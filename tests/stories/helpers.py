@@ -2,10 +2,12 @@ from datetime import UTC, datetime, timedelta
 
 import apache_beam as beam
 
+from pipelines import state
 from pipelines.records import Run
 from pipelines.staging import StageArticles
 from pipelines.stories.assign import StoryFeatures
 from pipelines.stories.features import ArticleFeatures, article_features
+from pipelines.stories.index import StoryIndex, write_index
 from pipelines.text import content_hash
 
 T0 = datetime(2025, 6, 12, tzinfo=UTC)
@@ -39,3 +41,9 @@ class StagedRefs(beam.PTransform):
     def expand(self, articles):
         featured = articles | "Features" >> StoryFeatures(self._run)
         return (featured["main"] | "Stage" >> StageArticles(self._directory))["main"]
+
+
+def save_index(state_dir: str, run_id: str, index: StoryIndex) -> None:
+    """Saves ``index`` as the run ``run_id`` does: its snapshot written, then committed."""
+    index.saved_by = run_id
+    state.commit(state_dir, write_index(state_dir, index))

@@ -10,10 +10,10 @@ from pipelines import state
 from pipelines.config import StoriesConfig
 from pipelines.records import Article, Run
 from pipelines.stories.assign import AssignStories, assign_batch
-from pipelines.stories.index import StoryIndex, encode_index
+from pipelines.stories.index import StoryIndex, load_index
 from pipelines.text import content_hash
 from pipelines.urls import stable_id
-from tests.stories.helpers import T0, TEXTS, StagedRefs, feat
+from tests.stories.helpers import T0, TEXTS, StagedRefs, feat, save_index
 
 CFG = StoriesConfig()
 
@@ -89,7 +89,7 @@ def test_assign_stories_composite_continues_stored_index(tmp_path):
     state_dir = str(tmp_path / "state")
     index = StoryIndex()
     assign_batch(index, [feat("a", TEXTS["deal"])], CFG, T0)
-    state.save(state_dir, "20250612T000000Z-prev", encode_index(index))
+    save_index(state_dir, "20250612T000000Z-prev", index)
     run = Run("20250613T000000Z-next", datetime(2025, 6, 13, tzinfo=UTC))
     deal_story = stable_id("story", "a")
     with TestPipeline() as p:
@@ -100,7 +100,12 @@ def test_assign_stories_composite_continues_stored_index(tmp_path):
                     equal_to([("b", deal_story, None), ("c", stable_id("story", "c"), None)]), label="articles")
         assert_that(out["stories"] | beam.Map(lambda s: (s.story_id, s.article_count)),
                     equal_to([(deal_story, 2), (stable_id("story", "c"), 1)]), label="stories")
-        assert_that(out["index"] | beam.Map(lambda b: isinstance(b, bytes)), equal_to([True]), label="index")
+        assert_that(out["index"], equal_to([f"snapshot-{run.run_id}.json.gz"]), label="index written")
+    # written, not yet in force: a run commits it once its articles are written
+    assert load_index(state_dir).saved_by == "20250612T000000Z-prev"
+    state.commit(state_dir, f"snapshot-{run.run_id}.json.gz")
+    committed = load_index(state_dir)
+    assert committed.saved_by == run.run_id and set(committed.articles) == {"a", "b", "c"}
 
 
 def test_assign_stories_rejects_an_article_whose_staged_features_cannot_be_read(tmp_path):

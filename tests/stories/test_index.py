@@ -10,8 +10,8 @@ from pipelines import state
 from pipelines.config import StoriesConfig
 from pipelines.stories.assign import assign_batch
 from pipelines.stories.features import cosine
-from pipelines.stories.index import StoryIndex, encode_index, load_index
-from tests.stories.helpers import T0, TEXTS, feat
+from pipelines.stories.index import StoryIndex, load_index
+from tests.stories.helpers import T0, TEXTS, feat, save_index
 
 CFG = StoriesConfig()
 
@@ -35,7 +35,7 @@ def test_snapshot_roundtrip_through_filesystems(tmp_path):
     state_dir = str(tmp_path / "state")
     assert load_index(state_dir).stories == {}  # first run: empty
     for run_id in ("20250101T000000Z-a", "20250102T000000Z-b", "20250103T000000Z-c", "20250104T000000Z-d"):
-        state.save(state_dir, run_id, encode_index(index))
+        save_index(state_dir, run_id, index)
     loaded = load_index(state_dir)
     assert loaded.to_json() == index.to_json()
     assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [
@@ -252,7 +252,7 @@ def test_snapshot_lines_are_read_back_as_written(head, records):
     import tempfile
 
     with tempfile.TemporaryDirectory() as state_dir:
-        state.save(state_dir, "20250101T000000Z-a", state.encode_lines(head, iter(records)))
+        state.commit(state_dir, state.write_lines(state_dir, "20250101T000000Z-a", head, iter(records)))
         assert list(state.load_lines(state_dir)) == [head] + [{kind: record} for kind, record in records]
 
 
@@ -262,9 +262,9 @@ def test_the_index_is_saved_a_record_a_line_and_older_one_document_snapshots_are
     index = StoryIndex()
     assign_batch(index, [feat("a", TEXTS["deal"]), feat("b", TEXTS["llama"], 1), feat("c", TEXTS["deal2"], 2)],
                  CFG, T0)
-    lines = gzip.decompress(encode_index(index)).splitlines()
+    save_index(str(tmp_path / "new"), "20250101T000000Z-a", index)
+    lines = gzip.decompress((tmp_path / "new" / "snapshot-20250101T000000Z-a.json.gz").read_bytes()).splitlines()
     assert len(lines) == 1 + len(index.stories) + len(index.articles)
-    state.save(str(tmp_path / "new"), "20250101T000000Z-a", encode_index(index))
     assert load_index(str(tmp_path / "new")).to_json() == index.to_json()
     older = index.to_json() | {"format": 3}  # formats 1 to 3: one document
     state.save(str(tmp_path / "old"), "20250101T000000Z-a", state.encode(older))

@@ -3,6 +3,7 @@
 import gzip
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import apache_beam as beam
 import pyarrow as pa
@@ -10,16 +11,15 @@ import pyarrow.parquet as pq
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import state
 from pipelines.config import StoriesConfig
 from pipelines.records import Run
 from pipelines.sinks import run_of
 from pipelines.stories.assign import AssignStories, assign_batch
-from pipelines.stories.index import StoryIndex, encode_index
+from pipelines.stories.index import StoryIndex
 from pipelines.stories.recover import COLUMNS, restore, unindexed_files
 from pipelines.text import content_hash
 from pipelines.urls import stable_id
-from tests.stories.helpers import T0, TEXTS, StagedRefs, feat
+from tests.stories.helpers import T0, TEXTS, StagedRefs, feat, save_index
 from tests.stories.test_assign import article
 
 CFG = StoriesConfig()
@@ -75,7 +75,7 @@ def test_unindexed_files_are_those_of_runs_after_the_snapshot(tmp_path):
 def test_composite_restores_an_interrupted_run_before_assigning(tmp_path):
     state_dir, articles = str(tmp_path / "state"), tmp_path / "out" / "articles"
     index = StoryIndex(saved_by="20250611T000000Z-prev")
-    state.save(state_dir, "20250611T000000Z-prev", encode_index(index))
+    save_index(state_dir, "20250611T000000Z-prev", index)
     # the interrupted run stored "a" (its own story) but died before saving the index
     write(articles / "ingest_date=2025-06-12", "20250612T000000Z-died",
           [row("a", TEXTS["deal"], stable_id("story", "a"), "20250612T000000Z-died")])
@@ -88,5 +88,6 @@ def test_composite_restores_an_interrupted_run_before_assigning(tmp_path):
                     equal_to([("b", stable_id("story", "a"))]), label="articles")
         assert_that(out["stories"] | beam.Map(lambda s: (s.story_id, s.article_count)),
                     equal_to([(stable_id("story", "a"), 2)]), label="stories")
-        assert_that(out["index"] | beam.Map(lambda b: json.loads(gzip.decompress(b).splitlines()[0])["saved_by"]),
+        assert_that(out["index"] | beam.Map(lambda name: json.loads(gzip.decompress(
+            Path(state_dir, name).read_bytes()).splitlines()[0])["saved_by"]),
                     equal_to([run.run_id]), label="snapshot names its run")
