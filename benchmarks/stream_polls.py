@@ -85,7 +85,7 @@ def state_bytes(output: Path) -> int:
 def index_stories(output: Path) -> int:
     from pipelines.stories.index import load_index
 
-    return len(load_index(str(output / "_state" / "stories")).stories)
+    return len(load_index(str(output / "_state" / "stories"))[0].stories)
 
 
 def fixtures_poll_time(work: Path) -> None:

@@ -21,6 +21,7 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import apache_beam as beam
 import feedparser
@@ -172,9 +173,14 @@ def _entry_time(item: dict) -> datetime | None:
     return None
 
 
-def load_feed_states(state_dir: str) -> dict[str, FeedState]:
-    doc = state.load(state_dir) or []
-    return {d["feed_url"]: FeedState(**d) for d in doc}
+def load_feed_states(state_dir: str) -> tuple[dict[str, FeedState], list[str]]:
+    """The feed states in force, and the snapshots passed over because they could not be read."""
+    states, unreadable = state.load(state_dir, _parse_feed_states)
+    return states or {}, unreadable
+
+
+def _parse_feed_states(lines: Iterator[Any]) -> dict[str, FeedState]:
+    return {d["feed_url"]: FeedState(**d) for d in next(lines)}
 
 
 def encode_feed_states(states: list[FeedState]) -> bytes:
@@ -191,13 +197,17 @@ class _ReadFeedFn(FetcherDoFn):
         super().__init__(fetcher)
         self._state_dir = state_dir
         self._previous: dict[str, FeedState] = {}
+        self._unreadable: list[str] = []
 
     def setup(self) -> None:
         super().setup()
-        self._previous = load_feed_states(self._state_dir)
+        self._previous, self._unreadable = load_feed_states(self._state_dir)
 
     def process(self, feed: FeedSpec) -> Iterator:
         now = datetime.now(UTC)
+        if self._unreadable:  # counted once per worker that read the state
+            metrics.inc("state_snapshots_unreadable", len(self._unreadable))
+            self._unreadable = []
         metrics.inc("feeds_polled")
         previous = self._previous.get(feed.url)
         try:

@@ -6,18 +6,32 @@ records, so a large one is never held encoded), and later commits it (``commit``
 ``CURRENT``. A crash in between leaves the previous state in force and the written file unused; the last
 ``KEEP`` snapshots are kept for inspection and recovery. The stages decide what a snapshot holds (the
 story index, feed validators) and when it is committed (after the articles are written).
+
+A snapshot in force that cannot be read (damaged, cut short, removed) does not stop a run: ``load`` passes
+over it to the newest older one that reads, and says which it passed over. What was added since is what
+the stages recover anyway after a run that died before committing (the story index from the stored
+articles, see ``pipelines.stories.recover``; feed validators by fetching the feeds in full).
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterable, Iterator
-from typing import Any
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from apache_beam.io.filesystems import FileSystems
 
 KEEP = 3
+T = TypeVar("T")
+
+
+class UnsupportedFormat(Exception):
+    """A snapshot of a format this version does not know (written by a newer one): refused, not passed over,
+    so an older version never replaces state it cannot read."""
+
+_log = logging.getLogger(__name__)
 
 
 def encode(doc: Any) -> bytes:
@@ -27,7 +41,7 @@ def encode(doc: Any) -> bytes:
 def write_lines(state_dir: str, run_id: str, head: dict, records: Iterable[tuple[str, Any]]) -> str:
     """Writes a snapshot as JSON Lines, ``head`` then ``{kind: record}`` per line, compressed into its file
     as they come, so a large one (the story index) is never held whole, as objects, text or bytes, written
-    or read (``load_lines``). It takes effect once committed; returns its file name."""
+    or read (``load``). It takes effect once committed; returns its file name."""
     name = _name(run_id)
     with FileSystems.create(FileSystems.join(state_dir, name), compression_type="uncompressed") as f, \
             gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as gz:
@@ -37,35 +51,47 @@ def write_lines(state_dir: str, run_id: str, head: dict, records: Iterable[tuple
     return name
 
 
-def load(state_dir: str) -> Any | None:
-    """The latest snapshot's JSON document, or None before the first save."""
-    path = _current(state_dir)
-    if path is None:
-        return None
-    with FileSystems.open(path, compression_type="uncompressed") as f:
-        return json.loads(gzip.decompress(f.read()))
+def load(state_dir: str, parse: Callable[[Iterator[Any]], T]) -> tuple[T | None, list[str]]:
+    """``parse`` of the lines of the snapshot in force, each decoded as JSON as it is consumed (a snapshot
+    written whole by ``encode`` is one line), or None before the first commit; and a line for each snapshot
+    passed over because it could not be read or parsed (then the newest older one that can is used, or
+    None if none can)."""
+    unreadable: list[str] = []
+    for path in _in_force_then_older(state_dir, unreadable):
+        try:
+            return parse(_lines(path)), unreadable
+        except UnsupportedFormat:
+            raise
+        except Exception as e:  # whatever a damaged file raises: the next older snapshot is tried
+            unreadable.append(f"{path}: {type(e).__name__}: {e}"[:500])
+            _log.warning("state snapshot passed over, it cannot be read: %s", unreadable[-1])
+    return None, unreadable
 
 
-def load_lines(state_dir: str) -> Iterator[Any] | None:
-    """The latest snapshot's lines, each decoded as JSON, read as they are consumed; None before the first
-    save. (A snapshot written whole by ``encode`` is one line.)"""
-    path = _current(state_dir)
-    return None if path is None else _lines(path)
+def _in_force_then_older(state_dir: str, unreadable: list[str]) -> list[str]:
+    """The snapshot ``CURRENT`` names, then the older ones, newest first; all of them, newest first, when
+    ``CURRENT`` itself cannot be read; none before the first commit."""
+    pointer = FileSystems.join(state_dir, "CURRENT")
+    if not FileSystems.exists(pointer):
+        return []
+    matches = FileSystems.match([FileSystems.join(state_dir, "snapshot-*.json.gz")])[0].metadata_list
+    paths = sorted((m.path for m in matches), reverse=True)  # names sort by age (see commit)
+    try:
+        with FileSystems.open(pointer, compression_type="uncompressed") as f:
+            current = f.read().decode().strip()
+        if not (current.startswith("snapshot-") and current.endswith(".json.gz") and "/" not in current):
+            raise ValueError(f"names no snapshot: {current[:100]!r}")
+    except Exception as e:  # a damaged pointer: every snapshot is a candidate
+        unreadable.append(f"{pointer}: {type(e).__name__}: {e}"[:500])
+        _log.warning("state pointer cannot be read: %s", unreadable[-1])
+        return paths
+    return [FileSystems.join(state_dir, current)] + [p for p in paths if p.rsplit("/", 1)[-1] < current]
 
 
 def _lines(path: str) -> Iterator[Any]:
     with FileSystems.open(path, compression_type="uncompressed") as f, gzip.GzipFile(fileobj=f) as gz:
         for line in gz:
             yield json.loads(line)
-
-
-def _current(state_dir: str) -> str | None:
-    """The path of the snapshot ``CURRENT`` names, if any."""
-    pointer = FileSystems.join(state_dir, "CURRENT")
-    if not FileSystems.exists(pointer):
-        return None
-    with FileSystems.open(pointer, compression_type="uncompressed") as f:
-        return FileSystems.join(state_dir, f.read().decode().strip())
 
 
 def _name(run_id: str) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 from pipelines.records import Run
 from pipelines.summary import save_summary
 
-SUMMED = ("feeds", "entries", "articles_written", "duplicates", "stories", "rejects")
+SUMMED = ("feeds", "entries", "articles_written", "duplicates", "stories", "state", "rejects")
 
 
 def poll_line(number: int, summary: dict) -> str:

@@ -60,6 +60,7 @@ def build_summary(counters: dict[str, int] | None, run: Run, finished_at: dateti
         "duplicates": {"exact": c("duplicates_exact"), "near": c("duplicates_near")},
         "stories": {"new": c("stories_new"), "continued": c("stories_continued"),
                     "index_restored": c("articles_restored_to_index")},
+        "state": {"snapshots_unreadable": c("state_snapshots_unreadable")},
         "rejects": {"total": c("rejects_written"), "by_reason": rejects},
         "metrics_available": True,
         "reconciled": accounted == c("entries_seen"),
@@ -86,6 +87,9 @@ def format_summary(s: dict) -> str:
            if st.get("index_restored") else ""),
         f"  rejects:  {s['rejects']['total']} ({reasons})",
     ]
+    if s.get("state", {}).get("snapshots_unreadable"):
+        lines.append(f"  state:    {s['state']['snapshots_unreadable']} damaged snapshot(s) passed over for older ones "
+                     "(see the log); what they held since is recovered from the datasets")
     return "\n".join(lines)
 
 

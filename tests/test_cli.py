@@ -195,9 +195,10 @@ def test_help_documents_the_run_command():
     assert result.returncode == 0 and "--config" in result.stdout and "--output" in result.stdout
 
 
-@pytest.mark.parametrize("interrupted", [False, True])
+@pytest.mark.parametrize("interrupted", [False, True, "damaged"])
 def test_story_continues_across_runs(tmp_path, interrupted):
-    """``interrupted``: the first run dies after writing its articles, before saving the story index."""
+    """``interrupted``: the first run dies after writing its articles, before saving the story index; or
+    (``damaged``) its state files are damaged afterwards."""
     fixtures = ROOT / "fixtures"
 
     def config(name, feeds):
@@ -211,7 +212,10 @@ def test_story_continues_across_runs(tmp_path, interrupted):
                                                                                        "econ.xml"])
     assert main(["run", "--config", str(first), "--output", str(out)]) == 0
     stored_first = len(read(out, "articles"))
-    if interrupted:
+    if interrupted == "damaged":
+        for snapshot in (out / "_state").glob("*/snapshot-*.json.gz"):
+            snapshot.write_bytes(snapshot.read_bytes()[:100])  # cut short
+    elif interrupted:
         shutil.rmtree(out / "_state" / "stories")
     assert main(["run", "--config", str(second), "--output", str(out)]) == 0
     story = {r["url"]: r["story_id"] for r in read(out, "articles")}
@@ -219,6 +223,8 @@ def test_story_continues_across_runs(tmp_path, interrupted):
     latest = json.loads(sorted((out / "_runs").glob("*.json"))[-1].read_text())
     assert latest["stories"]["continued"] >= 1
     assert latest["stories"]["index_restored"] == (stored_first if interrupted else 0)
+    assert latest["reconciled"] is True
+    assert (latest["state"]["snapshots_unreadable"] >= 2) == (interrupted == "damaged")  # stories', feeds'
     rows = [s for s in read(out, "stories") if s["story_id"] == story[SEED_URLS[0]]]
     assert sorted(s["article_count"] for s in rows) == [3, 6]  # 2 originals + the copy, then all five outlets
 

@@ -126,7 +126,7 @@ def test_unchanged_feed_is_read_once_and_costs_nothing_more(tmp_path):
 
     read_once("20250613T000000Z-first", 3)
     read_once("20250614T000000Z-second", 0)
-    (saved,) = load_feed_states(state_dir).values()
+    (saved,) = load_feed_states(state_dir)[0].values()
     assert saved.feed_url == feed.url and len(saved.content_hash) == 64
 
 

@@ -159,7 +159,7 @@ SUMMARY = {"run_id": "r", "seconds": 1.0, "metrics_available": True, "reconciled
            "feeds": {"polled": 2, "unchanged": 1, "rejected": 0, "ill_formed": 0},
            "entries": {"seen": 5, "articles_written": 3, "rejected": 1, "already_stored": 1},
            "articles_written": 3, "duplicates": {"exact": 0, "near": 1},
-           "stories": {"new": 2, "continued": 1, "index_restored": 0},
+           "stories": {"new": 2, "continued": 1, "index_restored": 0}, "state": {"snapshots_unreadable": 0},
            "rejects": {"total": 1, "by_reason": {"http_4xx": 1}}}
 STREAM = Run("20261130T000000Z-abcdef", datetime(2026, 11, 30, tzinfo=UTC))
 

@@ -28,3 +28,11 @@ def test_counts_reconcile_or_say_they_do_not():
     assert good["reconciled"] and good["metrics_available"] and "DOES NOT RECONCILE" not in format_summary(good)
     bad = build_summary({**counters, "entries_seen": 6}, RUN, RUN.started_at, "out")
     assert not bad["reconciled"] and "DOES NOT RECONCILE" in format_summary(bad)
+
+
+def test_damaged_state_passed_over_is_said_only_when_it_happened():
+    quiet = build_summary({"entries_seen": 0}, RUN, RUN.started_at, "out")
+    assert quiet["state"] == {"snapshots_unreadable": 0} and "state:" not in format_summary(quiet)
+    damaged = build_summary({"state_snapshots_unreadable": 2}, RUN, RUN.started_at, "out")
+    assert damaged["state"] == {"snapshots_unreadable": 2}
+    assert "state:    2 damaged snapshot(s) passed over" in format_summary(damaged)

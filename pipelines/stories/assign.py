@@ -204,7 +204,8 @@ class _AssignFn(beam.DoFn):
         self._config, self._state_dir, self._run, self._output = config, state_dir, run, output
 
     def process(self, keyed: tuple[None, Iterable[ArticleRef]]) -> Iterator:
-        index = load_index(self._state_dir)
+        index, unreadable = load_index(self._state_dir)
+        metrics.inc("state_snapshots_unreadable", len(unreadable))
         if self._output is not None:
             files = unindexed_files(self._output, index, self._run.run_id, self._run.started_at,
                                     timedelta(days=self._config.window_days))

@@ -390,7 +390,7 @@ class StoryIndex:
 
     @classmethod
     def from_lines(cls, lines: Iterator[dict]) -> StoryIndex:
-        """The index from a snapshot's lines (``state.load_lines``): a head, then ``{kind: record}`` per line,
+        """The index from a snapshot's lines (``state.load``): a head, then ``{kind: record}`` per line,
         or, from formats before 4, the whole document on one line."""
         head = next(lines)
         if "stories" in head:
@@ -423,7 +423,7 @@ class StoryIndex:
 
 def _check_format(head: dict) -> None:
     if head.get("format") not in (1, 2, 3, FORMAT_VERSION):
-        raise ValueError(f"unsupported story index format {head.get('format')!r}")
+        raise state.UnsupportedFormat(f"unsupported story index format {head.get('format')!r}")
 
 
 _BAND_KEYS = [(bytes((b,)), b * ROWS * SIGNATURE_DTYPE.itemsize, (b + 1) * ROWS * SIGNATURE_DTYPE.itemsize)
@@ -435,10 +435,11 @@ def _band_keys(minhash: bytes) -> list[bytes]:
     return [prefix + minhash[start:end] for prefix, start, end in _BAND_KEYS]
 
 
-def load_index(state_dir: str) -> StoryIndex:
-    """The latest snapshot under ``state_dir``, read a line at a time, or an empty index on the first run."""
-    lines = state.load_lines(state_dir)
-    return StoryIndex() if lines is None else StoryIndex.from_lines(lines)
+def load_index(state_dir: str) -> tuple[StoryIndex, list[str]]:
+    """The snapshot in force under ``state_dir``, read a line at a time (an empty index on the first run),
+    and the snapshots passed over because they could not be read (see ``pipelines.state.load``)."""
+    index, unreadable = state.load(state_dir, StoryIndex.from_lines)
+    return index or StoryIndex(), unreadable
 
 
 def write_index(state_dir: str, index: StoryIndex) -> str:

@@ -102,9 +102,9 @@ def test_assign_stories_composite_continues_stored_index(tmp_path):
                     equal_to([(deal_story, 2), (stable_id("story", "c"), 1)]), label="stories")
         assert_that(out["index"], equal_to([f"snapshot-{run.run_id}.json.gz"]), label="index written")
     # written, not yet in force: a run commits it once its articles are written
-    assert load_index(state_dir).saved_by == "20250612T000000Z-prev"
+    assert load_index(state_dir)[0].saved_by == "20250612T000000Z-prev"
     state.commit(state_dir, f"snapshot-{run.run_id}.json.gz")
-    committed = load_index(state_dir)
+    committed, _ = load_index(state_dir)
     assert committed.saved_by == run.run_id and set(committed.articles) == {"a", "b", "c"}
 
 

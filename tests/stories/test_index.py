@@ -33,10 +33,11 @@ def test_snapshot_roundtrip_through_filesystems(tmp_path):
     index = StoryIndex()
     assign_batch(index, [feat("a", TEXTS["deal"]), feat("b", TEXTS["llama"], 1)], CFG, T0)
     state_dir = str(tmp_path / "state")
-    assert load_index(state_dir).stories == {}  # first run: empty
+    assert load_index(state_dir)[0].stories == {}  # first run: empty
     for run_id in ("20250101T000000Z-a", "20250102T000000Z-b", "20250103T000000Z-c", "20250104T000000Z-d"):
         save_index(state_dir, run_id, index)
-    loaded = load_index(state_dir)
+    loaded, unreadable = load_index(state_dir)
+    assert unreadable == []
     assert loaded.to_json() == index.to_json()
     assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [
         "CURRENT", "snapshot-20250102T000000Z-b.json.gz", "snapshot-20250103T000000Z-c.json.gz",
@@ -253,7 +254,7 @@ def test_snapshot_lines_are_read_back_as_written(head, records):
 
     with tempfile.TemporaryDirectory() as state_dir:
         state.commit(state_dir, state.write_lines(state_dir, "20250101T000000Z-a", head, iter(records)))
-        assert list(state.load_lines(state_dir)) == [head] + [{kind: record} for kind, record in records]
+        assert state.load(state_dir, list) == ([head] + [{kind: record} for kind, record in records], [])
 
 
 def test_the_index_is_saved_a_record_a_line_and_older_one_document_snapshots_are_read(tmp_path):
@@ -265,10 +266,10 @@ def test_the_index_is_saved_a_record_a_line_and_older_one_document_snapshots_are
     save_index(str(tmp_path / "new"), "20250101T000000Z-a", index)
     lines = gzip.decompress((tmp_path / "new" / "snapshot-20250101T000000Z-a.json.gz").read_bytes()).splitlines()
     assert len(lines) == 1 + len(index.stories) + len(index.articles)
-    assert load_index(str(tmp_path / "new")).to_json() == index.to_json()
+    assert load_index(str(tmp_path / "new"))[0].to_json() == index.to_json()
     older = index.to_json() | {"format": 3}  # formats 1 to 3: one document
     state.save(str(tmp_path / "old"), "20250101T000000Z-a", state.encode(older))
-    assert load_index(str(tmp_path / "old")).to_json() == index.to_json()
+    assert load_index(str(tmp_path / "old"))[0].to_json() == index.to_json()
 
 
 def test_band_buckets_hold_one_article_as_its_id_and_empty_when_all_leave():
