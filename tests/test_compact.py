@@ -39,7 +39,7 @@ def test_runs_and_compactions_interleaved(tmp_path, capsys):
     config = load_config(FIXTURES_CONFIG)
     out = tmp_path / "out"
     config = replace(config, output=OutputConfig(path=str(out)))
-    old = NOW - timedelta(days=10)
+    old = (NOW - timedelta(days=10)).replace(hour=9, minute=0)  # the three runs' hours stay on that day
     for k, feeds in enumerate((config.feeds[:3], config.feeds[3:5], config.feeds[5:])):  # three runs, one day
         when = old + timedelta(hours=k)
         run_batch(replace(config, feeds=feeds), [], Run(f"{when:%Y%m%dT%H%M%SZ}-old{k:03d}", when))
