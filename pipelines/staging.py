@@ -5,10 +5,12 @@ article's id, order and link, and a runner keeps everything that crosses such a 
 in-process runner) or shuffles it (a cluster). So ``StageArticles`` writes each bundle's articles, each
 followed by its story features, to one file under the run's ``_tmp/<run_id>/staged/``, through Beam's
 filesystems so any worker can read it, and passes on an ``ArticleRef`` in each article's place. Story
-assignment reads an article's features back when its turn comes (``StagedReader``), so it holds the run's
-refs, not its features. ``UnstageArticles`` takes the refs that survived, with their story assignments,
-groups them by staged file (small records: offset, link, story), reads each file in file order, a chunk of
-articles at a time, and emits the chosen articles with their story fields.
+assignment reads the features back as their turn comes (``staged_features``): the next ``WINDOW``
+articles in its order at a time, each staged file they are in read once, forwards, so it holds the run's
+refs and one window's features, and reads files sequentially even from an object store.
+``UnstageArticles`` takes the refs that survived, with their story assignments, groups them by staged
+file (small records: offset, link, story), reads each file in file order, a chunk of articles at a time,
+and emits the chosen articles with their story fields.
 
 What crosses a stage boundary per article is therefore its ref (about 300 bytes) and its placement (under
 200 bytes), never the article or its features. A staged file is complete before any ref to it leaves
@@ -21,21 +23,21 @@ from __future__ import annotations
 
 import pickle
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, BinaryIO
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.failures import Guarded
+from pipelines.failures import Guarded, attempt, describe
 from pipelines.records import Article, ArticleRef, Assignment
 from pipelines.stories.features import ArticleFeatures
 
 _LENGTH = 8  # bytes of the big-endian length before each pickled record
 CHUNK = 100  # articles read back per element
-OPEN_FILES = 16  # staged files a StagedReader keeps open
+WINDOW = 5000  # articles whose features staged_features reads at a time
 
 
 def encode_record(record: Any) -> bytes:
@@ -55,31 +57,46 @@ def read_record(handle: BinaryIO, offset: int) -> Any:
     return pickle.loads(data)  # our own file, written by this run
 
 
-class StagedReader:
-    """Reads refs' features back in any order, keeping the ``OPEN_FILES`` most recently used files open."""
+def read_features(handle: BinaryIO, ref: ArticleRef) -> ArticleFeatures:
+    """The story features of ``ref``'s article, from its staged file."""
+    features = read_record(handle, ref.features_offset)
+    if not isinstance(features, ArticleFeatures) or features.article_id != ref.article_id:
+        raise ValueError(f"{ref.file} holds no features of {ref.article_id} at {ref.features_offset}")
+    return features
 
-    def __init__(self) -> None:
-        self._open: OrderedDict[str, BinaryIO] = OrderedDict()
 
-    def features(self, ref: ArticleRef) -> ArticleFeatures:
-        handle = self._open.pop(ref.file, None)
-        if handle is None:
-            handle = FileSystems.open(ref.file)
-            if len(self._open) >= OPEN_FILES:
-                self._open.popitem(last=False)[1].close()
-        self._open[ref.file] = handle
-        features = read_record(handle, ref.features_offset)
-        if not isinstance(features, ArticleFeatures) or features.article_id != ref.article_id:
-            raise ValueError(f"{ref.file} holds no features of {ref.article_id} at {ref.features_offset}")
-        return features
+def staged_features(ordered: list[ArticleRef], failed: list[tuple[ArticleRef, str]],
+                    window: int = WINDOW) -> Iterator[ArticleFeatures]:
+    """The features of ``ordered``'s articles, in that order. They are read ``window`` articles at a time,
+    each staged file those articles are in once, in file order; an article whose features cannot be read
+    (its file gone or damaged) goes to ``failed`` instead, with what went wrong."""
+    for start in range(0, len(ordered), window):
+        batch = ordered[start:start + window]
+        by_file: dict[str, list[ArticleRef]] = {}
+        for ref in batch:
+            by_file.setdefault(ref.file, []).append(ref)
+        loaded: dict[str, ArticleFeatures] = {}
+        for file, refs in by_file.items():
+            loaded.update(_read_file(file, sorted(refs, key=lambda r: r.features_offset), failed))
+        for ref in batch:
+            features = loaded.pop(ref.article_id, None)
+            if features is not None:
+                yield features
 
-    def __enter__(self) -> StagedReader:
-        return self
 
-    def __exit__(self, *_: object) -> None:
-        for handle in self._open.values():
-            handle.close()
-        self._open.clear()
+def _read_file(file: str, refs: list[ArticleRef], failed: list[tuple[ArticleRef, str]]) -> dict[str, ArticleFeatures]:
+    out: dict[str, ArticleFeatures] = {}
+    try:
+        with FileSystems.open(file) as handle:
+            for ref in refs:
+                features, error = attempt(partial(read_features, handle, ref))
+                if features is None:
+                    failed.append((ref, error or "no features"))
+                else:
+                    out[ref.article_id] = features
+    except Exception as e:  # the file cannot be opened: each of its articles fails
+        failed.extend((ref, describe(e)) for ref in refs if ref.article_id not in out)
+    return out
 
 
 class _StageFn(beam.DoFn):

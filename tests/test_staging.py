@@ -1,6 +1,7 @@
 """Articles wait on disk between extraction and the write; only refs and placements move through the run."""
 
 import io
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import apache_beam as beam
@@ -11,14 +12,13 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipelines.records import Article, ArticleRef, Assignment, Run
 from pipelines.staging import (
     CHUNK,
-    OPEN_FILES,
     Placement,
     StageArticles,
-    StagedReader,
     UnstageArticles,
     encode_record,
     in_chunks,
     read_record,
+    staged_features,
 )
 from pipelines.stories.assign import features_of
 from pipelines.text import content_hash
@@ -67,8 +67,8 @@ def _with_features(a: Article):
 
 
 def _read_back(ref: ArticleRef):
-    with StagedReader() as reader:
-        return ref.article_id, reader.features(ref)
+    (features,) = staged_features([ref], [])
+    return ref.article_id, features
 
 
 def test_stage_then_unstage_gives_back_the_assigned_articles_with_their_stories(tmp_path):
@@ -109,25 +109,31 @@ def test_an_unreadable_staged_file_rejects_the_articles_placed_in_it(tmp_path):
                     equal_to([(a.url, "write", "internal_error") for a in articles]), label="rejects")
 
 
-def test_staged_reader_reads_features_across_more_files_than_it_keeps_open(tmp_path):
+def _stage_one_per_file(tmp_path, count: int) -> list[ArticleRef]:
     refs = []
-    for n in range(OPEN_FILES * 2 + 3):  # one article per file
+    for n in range(count):
         path = tmp_path / f"{n}.articles"
         a = article(n)
         head = encode_record(a)
         path.write_bytes(head + encode_record(features_of(a, RUN)))
         refs.append(ArticleRef(a.article_id, a.url, a.feed_url, a.published_at, str(path), 0, len(head)))
-    order = list(range(len(refs))) + list(range(len(refs) - 1, -1, -3))  # files reopened after being closed
-    with StagedReader() as reader:
-        got = [reader.features(refs[n]) for n in order]
-    assert [f.article_id for f in got] == [refs[n].article_id for n in order]
-    assert got[0] == features_of(article(0), RUN)
+    return refs
 
 
-def test_staged_reader_refuses_a_ref_pointing_at_another_record(tmp_path):
-    path = tmp_path / "one.articles"
-    a = article(1)
-    head = encode_record(a)
-    path.write_bytes(head + encode_record(features_of(a, RUN)))
-    with StagedReader() as reader, pytest.raises(ValueError):
-        reader.features(ArticleRef("id1", a.url, a.feed_url, None, str(path), 0, 0))  # the article, not features
+def test_staged_features_come_back_in_the_order_asked_a_window_at_a_time(tmp_path):
+    refs = _stage_one_per_file(tmp_path, 7)
+    order = [refs[n] for n in (3, 0, 6, 1, 5, 2, 4)]
+    failed: list = []
+    got = list(staged_features(order, failed, window=3))
+    assert [f.article_id for f in got] == [r.article_id for r in order] and failed == []
+    assert got[1] == features_of(article(0), RUN)
+
+
+def test_staged_features_that_cannot_be_read_fail_alone(tmp_path):
+    good, moved, wrong = _stage_one_per_file(tmp_path, 3)
+    moved = replace(moved, file=str(tmp_path / "gone.articles"))
+    wrong = replace(wrong, features_offset=0)  # the article's record, not its features
+    failed: list = []
+    got = list(staged_features([moved, good, wrong], failed))
+    assert [f.article_id for f in got] == [good.article_id]
+    assert [(ref.article_id, "holds no features" in why) for ref, why in failed] == [("id1", False), ("id2", True)]

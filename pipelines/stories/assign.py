@@ -38,7 +38,7 @@ from pipelines import metrics
 from pipelines.config import StoriesConfig
 from pipelines.failures import Guarded, attempt, rejects_for
 from pipelines.records import Article, ArticleRef, Assignment, Run, Story
-from pipelines.staging import StagedReader
+from pipelines.staging import staged_features
 from pipelines.stories.features import ArticleFeatures, article_features, cosine, jaccard
 from pipelines.stories.index import ArticleState, StoryIndex, StoryState, load_index, write_index
 from pipelines.stories.recover import read_rows, restore, unindexed_files
@@ -182,15 +182,9 @@ def features_of(article: Article, run: Run) -> ArticleFeatures:
 
 
 def _staged_features(refs: Iterable[ArticleRef], run: Run, failed: list[tuple[Any, str]]) -> Iterator[ArticleFeatures]:
-    """The refs' features in (time, article_id) order, read back one at a time; a ref whose features cannot be
-    read goes to ``failed``."""
-    with StagedReader() as reader:
-        for ref in sorted(refs, key=lambda r: (article_time(r.published_at, run), r.article_id)):
-            features, error = attempt(partial(reader.features, ref))
-            if features is None:
-                failed.append((ref, error or "no features"))
-            else:
-                yield features
+    """The refs' features in (time, article_id) order, read back from the staged files as they are needed; a
+    ref whose features cannot be read goes to ``failed``."""
+    return staged_features(sorted(refs, key=lambda r: (article_time(r.published_at, run), r.article_id)), failed)
 
 
 class _AssignFn(beam.DoFn):
