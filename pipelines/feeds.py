@@ -183,13 +183,10 @@ def _parse_feed_states(lines: Iterator[Any]) -> dict[str, FeedState]:
     return {d["feed_url"]: FeedState(**d) for d in next(lines)}
 
 
-def encode_feed_states(states: list[FeedState]) -> bytes:
-    return state.encode([dataclasses.asdict(s) for s in sorted(states, key=lambda s: s.feed_url)])
-
-
 def write_feed_states(states: list[FeedState], state_dir: str, run_id: str) -> str:
     """Writes a run's feed states as a snapshot to commit; returns its file name."""
-    return state.write(state_dir, run_id, encode_feed_states(states))
+    return state.write(state_dir, run_id,
+                       state.encode([dataclasses.asdict(s) for s in sorted(states, key=lambda s: s.feed_url)]))
 
 
 class _ReadFeedFn(FetcherDoFn):

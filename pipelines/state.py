@@ -105,11 +105,6 @@ def write(state_dir: str, run_id: str, snapshot: bytes) -> str:
     return name
 
 
-def save(state_dir: str, run_id: str, snapshot: bytes) -> str:
-    """Writes an encoded snapshot and commits it; returns its file name."""
-    return commit(state_dir, write(state_dir, run_id, snapshot))
-
-
 def commit(state_dir: str, name: str) -> str:
     """Makes the written snapshot ``name`` the one in force, and drops all but the ``KEEP`` latest."""
     tmp = FileSystems.join(state_dir, f"CURRENT.{name}.tmp")

@@ -7,7 +7,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import state
 from pipelines.config import FetchConfig
-from pipelines.feeds import BadFeed, ReadFeeds, encode_feed_states, load_feed_states, parse_feed
+from pipelines.feeds import BadFeed, ReadFeeds, load_feed_states, parse_feed, write_feed_states
 from pipelines.fetch import Fetcher
 from pipelines.records import FeedSpec
 from tests.conftest import FIXTURES, fixture_url
@@ -120,8 +120,8 @@ def test_unchanged_feed_is_read_once_and_costs_nothing_more(tmp_path):
     def read_once(run_id: str, expected_entries: int):
         with TestPipeline() as p:
             out = p | beam.Create([feed]) | ReadFeeds(Fetcher(FetchConfig()), state_dir)
-            _ = (out["states"] | beam.combiners.ToList() | beam.Map(encode_feed_states)
-                 | beam.Map(lambda snapshot: state.save(state_dir, run_id, snapshot)))
+            _ = (out["states"] | beam.combiners.ToList()
+                 | beam.Map(lambda states: state.commit(state_dir, write_feed_states(states, state_dir, run_id))))
             assert_that(out["entries"] | beam.combiners.Count.Globally(), equal_to([expected_entries]))
 
     read_once("20250613T000000Z-first", 3)

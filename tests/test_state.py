@@ -16,6 +16,11 @@ def doc(lines):
     return next(lines)
 
 
+def save(state_dir: str, run_id: str, snapshot: bytes) -> str:
+    """Written and committed, as a run that completes saves it."""
+    return state.commit(state_dir, state.write(state_dir, run_id, snapshot))
+
+
 def test_a_written_snapshot_takes_effect_only_when_committed(tmp_path):
     d = str(tmp_path)
     assert state.load(d, doc) == (None, [])
@@ -31,7 +36,7 @@ def test_a_written_snapshot_takes_effect_only_when_committed(tmp_path):
 def test_commit_keeps_the_latest_snapshots_and_always_the_one_in_force(tmp_path):
     d = str(tmp_path)
     for run_id in (A, B, C):
-        state.save(d, run_id, state.encode(run_id))
+        save(d, run_id, state.encode(run_id))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["CURRENT"] + [f"snapshot-{r}.json.gz" for r in (A, B, C)]
     # runs that wrote and died leave newer files than the one committed next (a clock set back, say)
     for run_id in ("20250105T000000Z-x", "20250106T000000Z-y", "20250107T000000Z-z"):
@@ -45,8 +50,8 @@ def test_commit_keeps_the_latest_snapshots_and_always_the_one_in_force(tmp_path)
 def test_a_damaged_snapshot_in_force_is_passed_over_for_the_newest_older_one(tmp_path, damage):
     d = str(tmp_path)
     for run_id in (A, B):
-        state.save(d, run_id, state.encode({"run": run_id}))
-    state.save(d, C, state.encode({"run": C} if damage != "unparseable" else ["not", "a", "dict"]))
+        save(d, run_id, state.encode({"run": run_id}))
+    save(d, C, state.encode({"run": C} if damage != "unparseable" else ["not", "a", "dict"]))
     path = tmp_path / f"snapshot-{C}.json.gz"
     data = path.read_bytes()
     if damage == "cut short":
@@ -65,7 +70,7 @@ def test_a_damaged_snapshot_in_force_is_passed_over_for_the_newest_older_one(tmp
 def test_every_snapshot_damaged_is_no_state_with_each_named(tmp_path):
     d = str(tmp_path)
     for run_id in (A, B):
-        state.save(d, run_id, state.encode(run_id))
+        save(d, run_id, state.encode(run_id))
         (tmp_path / f"snapshot-{run_id}.json.gz").write_bytes(b"garbage")
     value, unreadable = state.load(d, doc)
     assert value is None and len(unreadable) == 2
@@ -75,7 +80,7 @@ def test_every_snapshot_damaged_is_no_state_with_each_named(tmp_path):
 def test_a_damaged_pointer_falls_back_to_the_newest_snapshot_that_reads(tmp_path, pointer):
     d = str(tmp_path)
     for run_id in (A, B):
-        state.save(d, run_id, state.encode(run_id))
+        save(d, run_id, state.encode(run_id))
     (tmp_path / "CURRENT").write_bytes(pointer)
     value, unreadable = state.load(d, doc)
     assert value == B and len(unreadable) == 1 and "CURRENT" in unreadable[0]
@@ -83,8 +88,8 @@ def test_a_damaged_pointer_falls_back_to_the_newest_snapshot_that_reads(tmp_path
 
 def test_a_snapshot_of_a_newer_format_is_refused_not_passed_over(tmp_path):
     d = str(tmp_path)
-    state.save(d, A, state.encode("old"))
-    state.save(d, B, state.encode("new"))
+    save(d, A, state.encode("old"))
+    save(d, B, state.encode("new"))
 
     def parse(lines):
         if next(lines) == "new":
@@ -99,8 +104,8 @@ def test_a_snapshot_of_a_newer_format_is_refused_not_passed_over(tmp_path):
 @given(st.binary(max_size=200))
 def test_whatever_bytes_the_snapshot_in_force_holds_loading_never_raises(tmp_path_factory, junk):
     d = tmp_path_factory.mktemp("state")
-    state.save(str(d), A, state.encode({"ok": True}))
-    state.save(str(d), B, state.encode({"ok": True}))
+    save(str(d), A, state.encode({"ok": True}))
+    save(str(d), B, state.encode({"ok": True}))
     (d / f"snapshot-{B}.json.gz").write_bytes(junk)
     value, unreadable = state.load(str(d), lambda lines: dict(next(lines)))
     assert value == {"ok": True}

@@ -268,7 +268,7 @@ def test_the_index_is_saved_a_record_a_line_and_older_one_document_snapshots_are
     assert len(lines) == 1 + len(index.stories) + len(index.articles)
     assert load_index(str(tmp_path / "new"))[0].to_json() == index.to_json()
     older = index.to_json() | {"format": 3}  # formats 1 to 3: one document
-    state.save(str(tmp_path / "old"), "20250101T000000Z-a", state.encode(older))
+    state.commit(str(tmp_path / "old"), state.write(str(tmp_path / "old"), "20250101T000000Z-a", state.encode(older)))
     assert load_index(str(tmp_path / "old"))[0].to_json() == index.to_json()
 
 
