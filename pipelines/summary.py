@@ -88,8 +88,8 @@ def format_summary(s: dict) -> str:
         f"  rejects:  {s['rejects']['total']} ({reasons})",
     ]
     if s.get("state", {}).get("snapshots_unreadable"):
-        lines.append(f"  state:    {s['state']['snapshots_unreadable']} damaged snapshot(s) passed over for older ones "
-                     "(see the log); what they held since is recovered from the datasets")
+        lines.append(f"  state:    {s['state']['snapshots_unreadable']} damaged snapshot(s) passed over for the newest "
+                     "older one that reads, if any (see the log); what they held is recovered from the datasets")
     return "\n".join(lines)
 
 
