@@ -68,14 +68,18 @@ def load(state_dir: str, parse: Callable[[Iterator[Any]], T]) -> tuple[T | None,
     return None, unreadable
 
 
-def _in_force_then_older(state_dir: str, unreadable: list[str]) -> list[str]:
+def _in_force_then_older(state_dir: str, unreadable: list[str]) -> Iterator[str]:
     """The snapshot ``CURRENT`` names, then the older ones, newest first; all of them, newest first, when
-    ``CURRENT`` itself cannot be read; none before the first commit."""
+    ``CURRENT`` itself cannot be read; none before the first commit. The directory is listed only when the
+    one in force cannot be read."""
     pointer = FileSystems.join(state_dir, "CURRENT")
     if not FileSystems.exists(pointer):
-        return []
-    matches = FileSystems.match([FileSystems.join(state_dir, "snapshot-*.json.gz")])[0].metadata_list
-    paths = sorted((m.path for m in matches), reverse=True)  # names sort by age (see commit)
+        return
+
+    def newest_first() -> list[str]:
+        matches = FileSystems.match([FileSystems.join(state_dir, "snapshot-*.json.gz")])[0].metadata_list
+        return sorted((m.path for m in matches), reverse=True)  # names sort by age (see commit)
+
     try:
         with FileSystems.open(pointer, compression_type="uncompressed") as f:
             current = f.read().decode().strip()
@@ -84,8 +88,10 @@ def _in_force_then_older(state_dir: str, unreadable: list[str]) -> list[str]:
     except Exception as e:  # a damaged pointer: every snapshot is a candidate
         unreadable.append(f"{pointer}: {type(e).__name__}: {e}"[:500])
         _log.warning("state pointer cannot be read: %s", unreadable[-1])
-        return paths
-    return [FileSystems.join(state_dir, current)] + [p for p in paths if p.rsplit("/", 1)[-1] < current]
+        yield from newest_first()
+        return
+    yield FileSystems.join(state_dir, current)
+    yield from (p for p in newest_first() if p.rsplit("/", 1)[-1] < current)
 
 
 def _lines(path: str) -> Iterator[Any]:

@@ -14,8 +14,8 @@ index of earlier runs plus the articles already assigned in this run, and earlie
 never rewritten. Feature extraction (``StoryFeatures``) runs in parallel, where articles are extracted,
 and the features wait on disk with their articles (``pipelines.staging``); the assignment itself runs once
 per run on one worker (a single-key GroupByKey of the run's article refs, not its articles or features),
-which is what makes it deterministic whatever the bundle order. It reads each article's features back
-when the article's turn comes, so it holds the index and the run's refs, one article's features at a time.
+which is what makes it deterministic whatever the bundle order. It reads the features back as their turn
+comes, a window of articles at a time, so it holds the index, the run's refs and one window's features.
 Its cost per article depends on the window's candidates, not on the history. An article whose
 assignment raises is a reject (``pipelines.failures``); the index is changed only once its decision is made.
 The index ages by the runs' clock: after a run it keeps the stories that runs added to within
