@@ -12,11 +12,17 @@ RSS feeds of 50 entries, and for each N runs, in the same invocation and each as
 - ``reference``: a plain loop in one process: urllib fetches each feed (feedparser) and each page, and
   ``trafilatura.extract`` extracts it;
 - ``newsbeam``: ``newsbeam run`` on the default in-process runner, into an empty output;
-- ``newsbeam x2``: the same with ``--direct_running_mode=multi_processing --direct_num_workers=2``.
+- ``newsbeam x2``: the same with ``--direct_running_mode=multi_processing --direct_num_workers=2``;
+- ``stage work``: the reference's loop with newsbeam's own per-page work in place of ``trafilatura.extract``
+  (``extract_article`` and the story features, as the pipeline computes them), without Beam: what the
+  pipeline would cost with no runner at all, so its ratio to the reference bounds the in-process run's.
 
 Printed per N: seconds, pages/s, the ratio to the reference's pages/s, the two-worker speed-up over the
 in-process run, and the peak resident memory of each process tree (sampled every 50 ms from /proc), with
-the growth per article between the smallest and each larger N.
+the growth per article between the smallest and each larger N. First, the fixed cost: the fastest of three
+runs over one page, of ``newsbeam run`` and of the reference. Last, the goals of issue 11, each with its
+figure and whether it is met; for two workers also the most any split of the per-page work could give
+(Amdahl's bound: the in-process run's fixed cost F stays serial, ``T / (F + (T - F) / 2)``).
 """
 
 from __future__ import annotations
@@ -50,6 +56,29 @@ for k in range(feeds):
         html = urllib.request.urlopen(entry.link, timeout=30).read()
         if trafilatura.extract(html, include_comments=False):
             pages += 1
+print(pages)
+'''
+
+STAGE_WORK = r'''
+import sys, urllib.request, feedparser
+from datetime import UTC, datetime
+from pipelines.extract import ExtractError, extract_article
+from pipelines.records import FeedEntry, Page, Run
+from pipelines.stories.assign import features_of
+base, feeds = sys.argv[1], int(sys.argv[2])
+run = Run("stage-work", datetime.now(UTC))
+pages = 0
+for k in range(feeds):
+    feed = feedparser.parse(urllib.request.urlopen(f"{base}/feed/{k}.xml", timeout=30).read())
+    for entry in feed.entries:
+        response = urllib.request.urlopen(entry.link, timeout=30)
+        page = Page(FeedEntry(f"{base}/feed/{k}.xml", entry.link), response.url, response.status,
+                    response.headers.get("Content-Type"), response.read(), datetime.now(UTC))
+        try:
+            features_of(extract_article(page), run)
+        except ExtractError:
+            continue
+        pages += 1
 print(pages)
 '''
 
@@ -141,16 +170,68 @@ def _or_dash(value: float, width: int, decimals: int) -> str:
     return f"{value:>{width}.{decimals}f}" if value == value else f"{'-':>{width}}"
 
 
-KINDS = ("reference", "newsbeam", "newsbeam x2")
+KINDS = ("reference", "stage work", "newsbeam", "newsbeam x2")
 
 
 def run_kind(name: str, corpus: Corpus, work: Path) -> tuple[float, int]:
-    if name == "reference":
-        seconds, peak, _ = measured([sys.executable, "-c", REFERENCE, corpus.base, str(corpus.feeds)])
+    if name in ("reference", "stage work"):
+        script = REFERENCE if name == "reference" else STAGE_WORK
+        seconds, peak, _ = measured([sys.executable, "-c", script, corpus.base, str(corpus.feeds)])
         return seconds, peak
     if name == "newsbeam":
         return newsbeam(corpus, work, "inprocess")
     return newsbeam(corpus, work, "two", "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+
+
+def fixed_cost(data: Path, runs: int = 3) -> dict[str, float]:
+    """The fastest of ``runs`` runs over a one-page corpus, for newsbeam in process and the reference."""
+    corpus = Corpus(data, 1)
+    server, corpus.base = serve(partial(answer, corpus))
+    best: dict[str, float] = {}
+    try:
+        for _ in range(runs):
+            with tempfile.TemporaryDirectory() as tmp:
+                for name in ("reference", "newsbeam"):
+                    seconds, _ = run_kind(name, corpus, Path(tmp))
+                    best[name] = min(seconds, best.get(name, seconds))
+    finally:
+        server.shutdown()
+    return best
+
+
+def goals(results: dict[int, dict[str, tuple[float, int]]], fixed: dict[str, float]) -> list[tuple[str, str, bool]]:
+    """Issue 11's goals: (goal, the figures measured, met?)."""
+    def ratio(size: int, name: str) -> float:
+        return results[size]["reference"][0] / results[size][name][0]
+
+    sizes = sorted(results)
+    at_scale = [n for n in sizes if n >= 1000]
+    rows = []
+    if at_scale:
+        rows.append(("pages/s >= 0.9x the plain loop, N >= 1,000",
+                     ", ".join(f"{ratio(n, 'newsbeam'):.2f} at {n:,} (stage work alone {ratio(n, 'stage work'):.2f})"
+                               for n in at_scale),
+                     all(ratio(n, "newsbeam") >= 0.9 for n in at_scale)))
+    rows.append(("fixed cost of a 1-page run <= 2 s",
+                 f"{fixed['newsbeam']:.2f} s (plain loop {fixed['reference']:.2f} s)", fixed["newsbeam"] <= 2.0))
+    speedups = {n: results[n]["newsbeam"][0] / results[n]["newsbeam x2"][0] for n in sizes}
+    bounds = {n: results[n]["newsbeam"][0] / (fixed["newsbeam"] + (results[n]["newsbeam"][0] - fixed["newsbeam"]) / 2)
+              for n in sizes}
+    rows.append(("2 workers >= 1.7x one, at every N",
+                 ", ".join(f"{speedups[n]:.2f} at {n:,} (bound {bounds[n]:.2f})" for n in sizes),
+                 all(v >= 1.7 for v in speedups.values())))
+    if len(sizes) > 1:
+        def growth(a: int, b: int) -> float:
+            return (results[b]["newsbeam"][1] - results[a]["newsbeam"][1]) / 1024 / (b - a)
+
+        steps = ", ".join(f"{growth(a, b):.1f} from {a:,} to {b:,}" for a, b in zip(sizes, sizes[1:], strict=False))
+        overall = growth(sizes[0], sizes[-1])
+        rows.append(("growth per article in a run <= 10 KB, in process",
+                     f"{overall:.1f} KB from N = {sizes[0]:,} to {sizes[-1]:,} ({steps})", overall <= 10))
+    if 20000 in results:
+        peak = results[20000]["newsbeam"][1] / 2**20
+        rows.append(("N = 20,000 in process under 1.5 GB", f"{peak:,.0f} MB", peak < 1536))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,9 +244,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: {args.data} not found (the evaluation data beside the checkout)")
         return 0
     sizes = [int(s) for s in args.sizes.split(",")]
+    fixed = fixed_cost(args.data)
+    print(f"fixed cost, one page (fastest of 3): newsbeam {fixed['newsbeam']:.2f} s, "
+          f"plain loop {fixed['reference']:.2f} s", flush=True)
     print(f"{'N':>6} {'run':<12} {'seconds':>8} {'pages/s':>8} {'vs ref':>7} {'x2 speed-up':>11} {'peak MB':>8} "
           f"{'KB/article':>10}")
     smallest: dict[str, tuple[int, int]] = {}
+    all_results: dict[int, dict[str, tuple[float, int]]] = {}
     for size in sizes:
         corpus = Corpus(args.data, size)
         server, corpus.base = serve(partial(answer, corpus))
@@ -178,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                     best = results.get(name)
                     results[name] = (min(seconds, best[0]) if best else seconds, max(peak, best[1]) if best else peak)
         server.shutdown()
+        all_results[size] = results
         reference_rate = size / results["reference"][0]
         for name, (seconds, peak) in results.items():
             rate = size / seconds
@@ -187,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
             speedup = results["newsbeam"][0] / seconds if name == "newsbeam x2" else float("nan")
             print(f"{size:>6} {name:<12} {seconds:>8.1f} {rate:>8.1f} {rate / reference_rate:>7.2f} "
                   f"{_or_dash(speedup, 11, 2)} {peak / 2**20:>8.0f} {_or_dash(growth, 10, 1)}", flush=True)
+    print("\ngoals (issue 11):")
+    for goal, measured_, met in goals(all_results, fixed):
+        print(f"  [{'met' if met else 'NOT met':>7}] {goal}: {measured_}")
     return 0
 
 
