@@ -17,11 +17,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import apache_beam as beam
-import trafilatura
 from charset_normalizer import from_bytes
 from charset_normalizer.md import mess_ratio
-from trafilatura.settings import Document
-from trafilatura.utils import load_html
 
 from pipelines import metrics
 from pipelines.failures import Guarded
@@ -94,6 +91,11 @@ def decode(body: bytes, content_type: str | None) -> str | bytes:
 
 def extract_article(page: Page) -> Article:
     """The article on a page, or ExtractError."""
+    # imported on first use: a run that finds nothing new never needs trafilatura (a tenth of a second)
+    from trafilatura import bare_extraction
+    from trafilatura.settings import Document
+    from trafilatura.utils import load_html
+
     try:
         tree = load_html(decode(page.body, page.content_type))
     except Exception as e:  # lxml raises a zoo of types on hostile input
@@ -102,7 +104,7 @@ def extract_article(page: Page) -> Article:
         raise ExtractError("empty_extraction", "no HTML document found")
     meta = page_meta(tree, page.final_url)
     try:
-        doc = trafilatura.bare_extraction(tree, url=page.final_url, include_comments=False, favor_precision=True)
+        doc = bare_extraction(tree, url=page.final_url, include_comments=False, favor_precision=True)
     except Exception as e:  # trafilatura's failures are not typed
         raise ExtractError("extraction_error", f"{type(e).__name__}: {e}") from None
     if not isinstance(doc, Document):

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from html import unescape
 
-from htmldate import find_date
-
 from pipelines.text import clean
 from pipelines.urls import canonicalize, is_web_url
 
@@ -269,6 +267,8 @@ def _date(tree, url: str | None) -> str | None:
     Its extensive search reads dates out of prose ("founded in 2016" -> 2016-01-01), which would move an
     article years away from its story.
     """
+    from htmldate import find_date  # imported on first use, like trafilatura (``pipelines.extract``)
+
     try:
         return find_date(tree, url=url, original_date=True, extensive_search=False,
                          max_date=datetime.now().strftime("%Y-%m-%d"))

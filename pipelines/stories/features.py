@@ -24,7 +24,6 @@ from operator import mul
 
 import numpy as np
 import regex
-from wordfreq import available_languages, get_frequency_dict, zipf_frequency
 
 from pipelines.text import normalise
 from pipelines.words import is_spaceless, terms, words
@@ -87,8 +86,14 @@ def tokens(text: str) -> list[str]:
     return out
 
 
+# wordfreq is imported where it is first used, like trafilatura in ``pipelines.extract``: a run that finds
+# nothing new (most scheduled runs) never needs it, and importing it takes a tenth of a second.
+
+
 @lru_cache(maxsize=4)
 def _languages() -> frozenset[str]:
+    from wordfreq import available_languages
+
     return frozenset(available_languages())
 
 
@@ -111,6 +116,8 @@ def rarity(term: str, language: str = "en") -> float:
         frequency = _listed_frequency(term, language)
         zipf = math.log10(frequency) + 9.0 if frequency > 0 else 0.0
     else:
+        from wordfreq import zipf_frequency
+
         zipf = zipf_frequency(term, language)
     return max(0.5, 8.0 - zipf)
 
@@ -119,6 +126,8 @@ def _listed_frequency(term: str, language: str) -> float:
     """A term's frequency in wordfreq's list for a language it segments with MeCab or jieba. A term ICU cut
     differently (した where the list has し and た) is estimated from its characters as wordfreq combines the
     tokens of a phrase: the harmonic combination of their frequencies, divided by 10 per inferred break."""
+    from wordfreq import get_frequency_dict
+
     frequencies = get_frequency_dict(language)
     if term in frequencies:
         return frequencies[term]
