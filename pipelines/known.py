@@ -26,12 +26,11 @@ from datetime import UTC, datetime
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
-from apache_beam.io.filesystems import FileSystems
 
 from pipelines import metrics
 from pipelines.failures import Guarded
 from pipelines.records import ArticleRef, FeedEntry, Reject
-from pipelines.sinks import dataset_files
+from pipelines.sinks import dataset_files, has_files
 from pipelines.urls import canonicalize
 
 REJECTS = "rejects"
@@ -102,7 +101,7 @@ class StoredKeys(beam.PTransform):
         sources = [("articles", self._columns, None, self._columns)] if self._columns else []
         if self._settled:
             sources.append(("rejects", REJECT_COLUMNS, settled, ("url",)))
-        sources = [s for s in sources if FileSystems.match([dataset_files(self._output, s[0])])[0].metadata_list]
+        sources = [s for s in sources if has_files(self._output, s[0])]
         if not sources:
             return probes.pipeline | "NothingStored" >> beam.Create([])
         lookup = probes | "Lookup" >> beam.combiners.ToList() | "AsTable" >> beam.Map(_lookup_table)

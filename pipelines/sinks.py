@@ -66,6 +66,11 @@ def dataset_files(output: str, name: str) -> str:
     return f"{output.rstrip('/')}/{name}/{PARTITION_COLUMN}=*/*.parquet"
 
 
+def has_files(output: str, name: str) -> bool:
+    """Whether a dataset has a file yet: a listing that stops at the first one (an object store's first page)."""
+    return bool(FileSystems.match([dataset_files(output, name)], limits=[1])[0].metadata_list)
+
+
 def dataset_prefix(output: str, name: str, run: Run) -> str:
     return f"{partition_dir(output, name, run.ingest_date)}/{run.run_id}"
 
@@ -188,7 +193,7 @@ class WriteDataset(beam.PTransform):
             | "Parquet" >> beam.io.Write(ParquetFiles(
                 dataset_prefix(self._output, self._name, self._run), schema,
                 f"{temp_dir(self._output, self._run.run_id)}/{self._name}",
-                skip_if_empty=bool(FileSystems.match([dataset_files(self._output, self._name)])[0].metadata_list)))
+                skip_if_empty=has_files(self._output, self._name)))
         )
         return {"files": files, REJECTS: unwritable}
 

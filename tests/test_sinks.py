@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 from apache_beam.testing.test_pipeline import TestPipeline
 
 from pipelines.records import Reject, Run, Story
-from pipelines.sinks import WriteDataset, to_row
+from pipelines.sinks import WriteDataset, has_files, to_row
 from schemas import DATASETS, REJECTS, SCHEMA_VERSION, STORIES
 
 RUN = Run("20250614T000000Z-sink01", datetime(2025, 6, 14, 3, tzinfo=UTC))
@@ -59,3 +59,18 @@ def test_a_run_with_no_rows_writes_no_file_once_the_dataset_has_one(tmp_path):
         _ = p | beam.Create([story]) | WriteDataset("stories", out, later)
     table = ds.dataset(str(tmp_path / "stories"), format="parquet", partitioning="hive").to_table()
     assert table.column("story_id").to_pylist() == ["s1"] and len(list((tmp_path / "stories").rglob("*.parquet"))) == 2
+
+
+def test_has_files_finds_a_dataset_file_in_any_partition_and_nothing_else(tmp_path):
+    out = str(tmp_path)
+    assert not has_files(out, "articles")  # no output yet
+    (tmp_path / "articles" / "ingest_date=2025-06-14").mkdir(parents=True)
+    (tmp_path / "articles" / "ingest_date=2025-06-14" / "notes.txt").write_text("x")
+    (tmp_path / "articles" / "stray.parquet").write_bytes(b"")  # outside every partition
+    (tmp_path / "stories" / "ingest_date=2025-06-14").mkdir(parents=True)
+    (tmp_path / "stories" / "ingest_date=2025-06-14" / "r-00000-of-00001.parquet").write_bytes(b"")
+    assert not has_files(out, "articles") and has_files(out, "stories")
+    for day in ("2025-06-13", "2025-06-15"):
+        (tmp_path / "articles" / f"ingest_date={day}").mkdir()
+        (tmp_path / "articles" / f"ingest_date={day}" / "r-00000-of-00001.parquet").write_bytes(b"")
+    assert has_files(out, "articles")
