@@ -86,16 +86,18 @@ def staged_features(ordered: list[ArticleRef], failed: list[tuple[ArticleRef, st
 
 def _read_file(file: str, refs: list[ArticleRef], failed: list[tuple[ArticleRef, str]]) -> dict[str, ArticleFeatures]:
     out: dict[str, ArticleFeatures] = {}
+    tried: set[str] = set()  # each article fails once, whatever fails after it was read
     try:
         with FileSystems.open(file) as handle:
             for ref in refs:
+                tried.add(ref.article_id)
                 features, error = attempt(partial(read_features, handle, ref))
                 if features is None:
                     failed.append((ref, error or "no features"))
                 else:
                     out[ref.article_id] = features
-    except Exception as e:  # the file cannot be opened: each of its articles fails
-        failed.extend((ref, describe(e)) for ref in refs if ref.article_id not in out)
+    except Exception as e:  # the file cannot be opened (or read on): each of its articles not tried fails
+        failed.extend((ref, describe(e)) for ref in refs if ref.article_id not in tried)
     return out
 
 

@@ -137,3 +137,19 @@ def test_staged_features_that_cannot_be_read_fail_alone(tmp_path):
     got = list(staged_features([moved, good, wrong], failed))
     assert [f.article_id for f in got] == [good.article_id]
     assert [(ref.article_id, "holds no features" in why) for ref, why in failed] == [("id1", False), ("id2", True)]
+
+
+def test_a_staged_file_failing_as_it_closes_fails_each_article_once(tmp_path, monkeypatch):
+    good, wrong = _stage_one_per_file(tmp_path, 2)
+    wrong = replace(wrong, file=good.file, features_offset=0)  # in the same file, pointing at an article
+
+    class ClosesBadly(io.BytesIO):
+        def close(self):
+            raise OSError("connection reset")
+
+    monkeypatch.setattr("pipelines.staging.FileSystems.open",
+                        lambda path: ClosesBadly((tmp_path / "0.articles").read_bytes()))
+    failed: list = []
+    got = list(staged_features([good, wrong], failed))
+    assert [f.article_id for f in got] == [good.article_id]
+    assert [ref.article_id for ref, _ in failed] == [wrong.article_id]
