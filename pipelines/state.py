@@ -25,13 +25,12 @@ from apache_beam.io.filesystems import FileSystems
 
 KEEP = 3
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 
 
 class UnsupportedFormat(Exception):
     """A snapshot of a format this version does not know (written by a newer one): refused, not passed over,
     so an older version never replaces state it cannot read."""
-
-_log = logging.getLogger(__name__)
 
 
 def encode(doc: Any) -> bytes:
