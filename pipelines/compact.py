@@ -3,18 +3,17 @@
 Runs (and a stream's polls) add a file per dataset each time they store something, so a long-lived output
 gathers thousands of small files, and readers and the known-check pay per file. ``compact`` rewrites every
 partition whose date is more than ``window_days`` past into one file, ``compacted-<run_id>.parquet``, with
-every row of its files exactly once (in file order, cast to the current schema: columns added since a file
-was written are null, as a reader of the dataset sees them anyway), holding a row group at a time.
-Partitions within the window are left alone: crash recovery reads their run-named files
-(``pipelines.stories.recover``).
+every row of its files exactly once (in file order), holding a row group at a time. Before it, every file of
+an older schema version is brought to the current one (``pipelines.datasets``). Partitions within the
+window are left alone: crash recovery reads their run-named files (``pipelines.stories.recover``).
 
 Readers see either all of a partition's old files or its one new file, never both and never neither: the
-new file is written into ``<dataset>/_compacting/<partition>/`` (a path no dataset reader looks in) and that
-directory is exchanged with the partition in one atomic ``renameat2(RENAME_EXCHANGE)`` call. The old files,
-now in ``_compacting/``, stay there until the next compaction starts: a reader still listing the old
-directory finds them (deleting them at once would show it an empty partition). A reader that listed the
-partition before the exchange and opens its files after it finds them gone (an error to retry, never a
-wrong answer). This needs a local filesystem
+new file is written into ``<output>/_compacting/<dataset>/<partition>/``, outside every dataset's tree (so
+no reader's glob, recursive or not, reaches it), and that directory is exchanged with the partition in one
+atomic ``renameat2(RENAME_EXCHANGE)`` call. The old files, now in ``_compacting/``, stay there until the
+next compaction starts: a reader still listing the old directory finds them (deleting them at once would
+show it an empty partition). A reader that listed the partition before the exchange and opens its files
+after it finds them gone (an error to retry, never a wrong answer). This needs a local filesystem
 that supports the exchange (Linux ext4, xfs, btrfs, tmpfs); object stores cannot rename atomically, so
 compaction refuses them. Compaction holds the output's lock like a run; what a killed compaction leaves in
 ``_compacting/`` the next compaction removes.
@@ -34,6 +33,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.datasets import Unknown, conformed
 from schemas import DATASETS, PARTITION_COLUMN
 
 STAGING = "_compacting"
@@ -53,58 +53,42 @@ class Compacted:
     files_after: int = 0
     rows: int = 0
     by_dataset: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (files before, after)
+    single: int = 0  # old partitions that hold one file already
     skipped: list[str] = field(default_factory=list)  # partitions left alone, and why
 
 
 def staging_dir(output: str, name: str) -> Path:
-    return Path(output) / name / STAGING
+    return Path(output) / STAGING / name
 
 
 def clear_staging(output: str) -> None:
     """Remove the files the last compaction replaced, and what a killed one left (call only while holding the
     output's lock)."""
-    for name in DATASETS:
-        shutil.rmtree(staging_dir(output, name), ignore_errors=True)
+    shutil.rmtree(Path(output) / STAGING, ignore_errors=True)
 
 
 def old_partitions(output: str, name: str, before: date) -> list[tuple[Path, list[Path]]]:
-    """The partitions of a dataset dated before ``before`` that hold more than one file, with their files in
-    name order (run ids sort by start time)."""
+    """The partitions of a dataset dated before ``before``, with their files in name order (run ids sort by
+    start time)."""
     found = []
     for partition in sorted((Path(output) / name).glob(f"{PARTITION_COLUMN}=*")):
         try:
             day = date.fromisoformat(partition.name.split("=", 1)[1])
         except ValueError:
             continue
-        files = sorted(partition.glob("*.parquet"))
-        if day < before and len(files) > 1:
-            found.append((partition, files))
+        if day < before:
+            found.append((partition, sorted(partition.glob("*.parquet"))))
     return found
 
 
-class Unknown(Exception):
-    """A file holds what this version's schema cannot: a column it does not know, or values it cannot hold."""
-
-
-def conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """A file's rows as ``schema``: missing columns null, column order the schema's; ``Unknown`` if the file
-    has a column the schema lacks (a newer version wrote it: compacting would drop it)."""
-    extra = sorted(set(table.column_names) - set(schema.names))
-    if extra:
-        version = (schema.metadata or {}).get(b"newsbeam.schema_version", b"?").decode()
-        raise Unknown(f"columns {', '.join(extra)} are not in schema version {version}")
-    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
-               else pa.nulls(table.num_rows, f.type) for f in schema]
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def write_merged(files: list[Path], schema: pa.Schema, target: Path) -> int:
-    """Write the rows of ``files``, in order, into one file; holds about ``ROW_GROUP`` rows at a time.
-    Returns the rows written."""
+def write_merged(files: list[Path], name: str, target: Path) -> int:
+    """Write the rows of ``files``, in order, into one file of dataset ``name``; holds about ``ROW_GROUP``
+    rows at a time. Returns the rows written."""
     rows, pending = 0, []
+    schema = DATASETS[name]
     with pq.ParquetWriter(target, schema, compression="zstd") as writer:
         for path in files:
-            pending.append(conformed(pq.read_table(path), schema))
+            pending.append(conformed(pq.read_table(path), name))
             if sum(t.num_rows for t in pending) >= ROW_GROUP:
                 writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP)
                 rows += sum(t.num_rows for t in pending)
@@ -134,7 +118,7 @@ def compact_partition(output: str, name: str, partition: Path, files: list[Path]
     shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir(parents=True)
     target = staged / f"compacted-{run_id}.parquet"
-    rows = write_merged(files, DATASETS[name], target)
+    rows = write_merged(files, name, target)
     with open(target, "rb") as f:
         os.fsync(f.fileno())  # on disk before it replaces what is
     exchange(partition, staged)
@@ -145,7 +129,8 @@ def compact_partition(output: str, name: str, partition: Path, files: list[Path]
 
 
 def compact(output: str, window_days: float, now: datetime, run_id: str) -> Compacted:
-    """Compact every dataset's partitions dated before ``now - window_days`` (call while holding the lock)."""
+    """Compact every dataset's partitions dated before ``now - window_days`` (call while holding the lock,
+    after ``pipelines.datasets.check_datasets``)."""
     if "://" in output:
         raise CannotCompact(f"{output}: compaction needs a local filesystem (an object store cannot rename "
                             "atomically)")
@@ -155,6 +140,9 @@ def compact(output: str, window_days: float, now: datetime, run_id: str) -> Comp
     for name in DATASETS:
         before_files = after_files = 0
         for partition, partition_files in old_partitions(output, name, before):
+            if len(partition_files) < 2:
+                result.single += len(partition_files)
+                continue
             try:
                 result.rows += compact_partition(output, name, partition, partition_files, run_id)
             except (Unknown, pa.ArrowInvalid) as e:  # left as it is, and said

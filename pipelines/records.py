@@ -39,6 +39,15 @@ REJECT_REASONS = frozenset(
 
 STAGES = ("feed", "dedup", "fetch", "extract", "stories", "write")
 
+# Reasons that may pass on another try (with HTTP 429, an ``http_4xx`` whose detail starts "HTTP 429"): the
+# server or the network may do better later, and an internal error is a bug that may be fixed by then (or a
+# failed write after which the entry must not stay hidden). Every other reason would recur.
+RETRYABLE = ("timeout", "connection_error", "http_5xx", "internal_error")
+
+
+def retryable(reason: str, detail: str) -> bool:
+    return reason in RETRYABLE or detail.startswith("HTTP 429")
+
 
 def _scrub_strings(record: object) -> None:
     """Replace lone surrogates in a frozen record's text fields (see ``pipelines.text.scrub``)."""
@@ -56,20 +65,33 @@ def _scrub_strings(record: object) -> None:
 
 @dataclass(frozen=True)
 class FeedSpec:
-    """One feed from the config: an http(s) URL or a local file path."""
+    """One feed from the config. ``url`` names it in every row and in the state: an http(s) URL, or a local
+    file's path as the config gives it (relative to the config's directory, so it is the same in every
+    checkout); ``location`` is where it is read from (the URL, or the file's absolute path)."""
 
     url: str
     name: str | None = None
+    location: str | None = None  # None: read from ``url``
+
+    @property
+    def source(self) -> str:
+        return self.location or self.url
 
 
 @dataclass(frozen=True)
 class FeedState:
-    """What the last successful read of a feed left for the next run: HTTP validators and the body's hash."""
+    """What a feed's last read left for the next run: the HTTP validators and the body's hash of its last
+    successful read, whether it is failing (the reject reason, and since when), and the links of its entries
+    that failed for a reason that may pass (``retryable``), which the next run tries again whatever the
+    validators say."""
 
     feed_url: str
-    content_hash: str
+    content_hash: str | None = None  # None: never read successfully
     etag: str | None = None
     last_modified: str | None = None
+    failing: str | None = None
+    failing_since: str | None = None  # ISO time of the first failure of this reason in a row
+    retry: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -183,7 +205,7 @@ class Reject:
     stage: str
     reason: str
     detail: str
-    at: datetime
+    rejected_at: datetime
 
     def __post_init__(self) -> None:
         _scrub_strings(self)  # urls and details carry input and exception messages

@@ -2,15 +2,22 @@
 
 Each field's documentation is stored in the field metadata under ``doc`` and the schema version in
 the schema metadata under ``newsbeam.schema_version``, so both travel inside every Parquet file.
-Changing a field's type or meaning requires bumping ``SCHEMA_VERSION``; adding a nullable field at the
-end is a compatible change (minor version).
+Changing a field's type, name or meaning requires bumping ``SCHEMA_VERSION``'s major number (and a rename is
+recorded in ``RENAMED``); adding a nullable field at the end is a compatible change (minor number). Files of
+older versions are rewritten to the current schema before a run writes (``pipelines.datasets``), so every file
+of a dataset has one schema and every reader sees every column.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.2"  # 1.1: articles.description, image_url, tags; 1.2: articles.claimed_published_at
+# 1.1: articles.description, image_url, tags; 1.2: articles.claimed_published_at; 2.0: rejects.at renamed
+# rejected_at (AT is a keyword in DuckDB 2.0)
+SCHEMA_VERSION = "2.0"
+
+# Columns renamed since 1.0, per dataset: old name -> current name.
+RENAMED = {"rejects": {"at": "rejected_at"}}
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -75,11 +82,11 @@ STORIES = _schema("stories", [
 REJECTS = _schema("rejects", [
     ("url", pa.string(), False, "What failed: the feed URL for feed failures, else the entry's link."),
     ("feed_url", pa.string(), True, "The feed the entry came from; null for feed-level rejects."),
-    ("stage", pa.string(), False, "Where it failed: feed, fetch, extract or dedup."),
+    ("stage", pa.string(), False, "Where it failed: feed, dedup, fetch, extract, stories or write."),
     ("reason", pa.string(), False, "Why, from a fixed vocabulary (see README: Reject reasons)."),
     ("detail", pa.string(), False, "Human-readable detail (status code, exception message, kept duplicate)."),
     ("run_id", pa.string(), False, "The run that wrote this row."),
-    ("at", _TS, False, "When the failure happened (UTC)."),
+    ("rejected_at", _TS, False, "When the failure happened (UTC)."),
 ])
 
 DATASETS = {"articles": ARTICLES, "stories": STORIES, "rejects": REJECTS}

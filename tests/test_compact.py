@@ -12,11 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.cli import LOCKED, main, run_batch
-from pipelines.compact import STAGING, CannotCompact, compact, conformed, old_partitions
+from pipelines.compact import STAGING, CannotCompact, compact, old_partitions
 from pipelines.config import OutputConfig, load_config
+from pipelines.datasets import check_datasets
 from pipelines.lock import OutputLock
 from pipelines.records import Run
-from schemas import DATASETS
+from schemas import DATASETS, SCHEMA_VERSION
 from tests.conftest import FIXTURES_CONFIG
 
 NOW = datetime.now(UTC)
@@ -58,8 +59,9 @@ def test_runs_and_compactions_interleaved(tmp_path, capsys):
     compacted = next((out / "articles" / old_day).glob("*.parquet"))
     assert compacted.name.startswith("compacted-")
     assert pq.read_schema(compacted).metadata == DATASETS["articles"].metadata
-    # the old files wait in the staging directory (never read) until the next compaction clears it
-    assert [p.name for p in (out / "articles" / STAGING).iterdir()] == [old_day]
+    # the old files wait in the staging directory, outside every dataset (never read), until the next
+    # compaction clears it
+    assert [p.name for p in (out / STAGING / "articles").iterdir()] == [old_day]
 
     shutil.rmtree(out / "_state" / "feeds")  # every entry is seen again: all are recognised as stored
     summary = run_batch(config, [])
@@ -67,7 +69,7 @@ def test_runs_and_compactions_interleaved(tmp_path, capsys):
     assert summary["entries"]["already_stored"] == summary["entries"]["seen"] > 0
     assert main(["compact", "--config", str(FIXTURES_CONFIG), "--output", str(out)]) == 0
     assert all_rows(out, "articles") == before["articles"]
-    assert not (out / "articles" / STAGING).exists()
+    assert not (out / STAGING / "articles").exists()
 
 
 def full_row(**values) -> dict:
@@ -119,7 +121,7 @@ def test_readers_see_each_row_once_while_partitions_are_exchanged(tmp_path):
     assert all(n == 1 for n in files(out, "articles").values())
 
 
-def test_old_partitions_are_those_before_the_window_with_several_files(tmp_path):
+def test_old_partitions_are_those_before_the_window(tmp_path):
     out = tmp_path
     for day, n in (("2026-01-01", 2), ("2026-01-02", 1), ("2026-01-10", 3), ("not-a-date", 2)):
         folder = out / "articles" / f"ingest_date={day}"
@@ -127,26 +129,38 @@ def test_old_partitions_are_those_before_the_window_with_several_files(tmp_path)
         for k in range(n):
             (folder / f"r{k}.parquet").write_bytes(b"")
     found = old_partitions(str(out), "articles", date(2026, 1, 5))
-    assert [(p.name, [f.name for f in fs]) for p, fs in found] == [("ingest_date=2026-01-01", ["r0.parquet",
-                                                                                              "r1.parquet"])]
-
-
-def test_a_file_of_an_older_schema_gets_the_new_columns_as_nulls():
-    old = pa.table({"run_id": ["r1"], "story_id": ["s1"], "article_count": pa.array([2], pa.int32())})
-    table = conformed(old, DATASETS["stories"])
-    assert table.schema == DATASETS["stories"]
-    assert table.column("story_id").to_pylist() == ["s1"] and table.column("title").to_pylist() == [None]
+    assert [(p.name, [f.name for f in fs]) for p, fs in found] == [
+        ("ingest_date=2026-01-01", ["r0.parquet", "r1.parquet"]), ("ingest_date=2026-01-02", ["r0.parquet"])]
 
 
 def test_what_a_killed_compaction_left_is_cleared_and_never_read(tmp_path):
     out = tmp_path
     write_partitions(out, days=1, files_per_day=2, rows_per_file=3)
-    leftover = out / "articles" / STAGING / "ingest_date=2020-01-01"
+    leftover = out / STAGING / "articles" / "ingest_date=2020-01-01"
     leftover.mkdir(parents=True)
     pq.write_table(pa.table({"article_id": ["ghost"]}), leftover / "compacted-x.parquet")
-    assert ds.dataset(str(out / "articles"), format="parquet", partitioning="hive").count_rows() == 6
+    for glob in ("*/*.parquet", "**/*.parquet"):  # no reader's glob of the dataset, recursive or not, reaches it
+        count = f"SELECT count(*) FROM read_parquet('{out / 'articles'}/{glob}')"
+        assert duckdb.sql(count).fetchall()[0][0] == 6
     compact(str(out), 3.0, NOW, "20261130T000000Z-compac")
     assert not leftover.exists()
+
+
+def test_what_older_versions_left_inside_a_dataset_is_removed_before_a_run_or_compaction(tmp_path):
+    """Versions before 2.0 kept compaction's replaced files in ``<dataset>/_compacting/`` and wrote temporary
+    files in ``beam-temp-*`` directories inside partitions: recursive globs (DuckDB's ``**``, Polars) read them."""
+    out = tmp_path / "out"
+    write_partitions(out, days=1, files_per_day=2, rows_per_file=3)
+    partition = next((out / "articles").glob("ingest_date=*"))
+    (out / "articles" / STAGING / partition.name).mkdir(parents=True)
+    shutil.copy(next(partition.glob("*.parquet")), out / "articles" / STAGING / partition.name / "old.parquet")
+    (partition / "beam-temp-x-123").mkdir()
+    shutil.copy(next(partition.glob("*.parquet")), partition / "beam-temp-x-123" / "part.parquet")
+    count = f"SELECT count(*) FROM read_parquet('{out / 'articles'}/**/*.parquet')"
+    assert duckdb.sql(count).fetchall()[0][0] == 12  # rows twice
+    checked = check_datasets(str(out), "20261130T000000Z-check1", forget_feeds=lambda: None)
+    assert checked.leftovers_removed == 2 and duckdb.sql(count).fetchall()[0][0] == 6
+    assert sorted(p.name for p in (out / "articles").iterdir()) == [partition.name]
 
 
 def test_compaction_refuses_object_stores_and_waits_for_the_lock(tmp_path, capsys):
@@ -168,7 +182,7 @@ def test_a_stream_compacts_old_partitions_after_its_first_poll_of_the_day(tmp_pa
     assert stored.num_rows == total + 26  # the synthetic history once, and the fixtures the poll stored
 
 
-def test_a_partition_with_a_column_this_version_does_not_know_is_left_as_it_is(tmp_path):
+def test_a_partition_with_a_column_this_version_does_not_know_is_left_as_it_is(tmp_path, capsys):
     out = tmp_path
     write_partitions(out, days=2, files_per_day=2, rows_per_file=2)
     compacted, newer = sorted((out / "articles").glob("ingest_date=*"))  # compacted first, then the newer one
@@ -176,10 +190,17 @@ def test_a_partition_with_a_column_this_version_does_not_know_is_left_as_it_is(t
     pq.write_table(table.append_column("sentiment", pa.array([0.5])), newer / "r999-00000-of-00001.parquet")
     result = compact(str(out), 3.0, NOW, "20261130T000000Z-compac")
     assert result.partitions == 1 and result.skipped == [f"articles/{newer.name}: columns sentiment are not in "
-                                                         f"schema version 1.2"]
-    assert len(list(newer.glob("*.parquet"))) == 3 and not (out / "articles" / STAGING / newer.name).exists()
+                                                         f"schema version {SCHEMA_VERSION}"]
+    assert len(list(newer.glob("*.parquet"))) == 3 and not (out / STAGING / "articles" / newer.name).exists()
     # the replaced files of the partition compacted before are kept, for readers still listing it
-    assert len(list((out / "articles" / STAGING / compacted.name).glob("*.parquet"))) == 2
+    assert len(list((out / STAGING / "articles" / compacted.name).glob("*.parquet"))) == 2
+    # a file of a newer schema version (the column's version names itself) stops compaction and runs alike
+    newer_schema = table.schema.with_metadata({**table.schema.metadata, b"newsbeam.schema_version": b"9.1"})
+    pq.write_table(table.cast(newer_schema), newer / "r998-00000-of-00001.parquet")
+    assert main(["compact", "--config", str(FIXTURES_CONFIG), "--output", str(out)]) == 2
+    assert main(["run", "--config", str(FIXTURES_CONFIG), "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("schema version 9.1, written by a newer newsbeam" in line for line in err)
 
 
 def test_a_reader_that_opened_a_partition_before_its_exchange_still_finds_its_old_files(tmp_path):
