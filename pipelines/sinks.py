@@ -2,17 +2,19 @@
 
 Datasets live at ``<output>/<name>/ingest_date=YYYY-MM-DD/<run_id>-SSSSS-of-NNNNN.parquet``: Hive
 partitions by the run's start date, zstd, with the explicit schemas of ``schemas``. Files are written
-through Beam's filesystems, so the output may be on any filesystem Beam supports: each file is written
-whole under ``<output>/_tmp/<run_id>/`` and renamed into its partition when the write commits, so a reader
-of the datasets never sees a partial file, and what a killed run leaves in ``_tmp/`` (a path every dataset
-reader skips) the next run removes. A run with no rows for a dataset writes no file to it, except the first
-run, which writes one (possibly empty) file per dataset, so a reader always finds the schema and a stream
-polling every few minutes does not fill the partitions with empty files.
+through Beam's filesystems, so the output may be on any filesystem Beam supports: each bundle's rows are
+written whole under ``<output>/_tmp/<run_id>/`` and the files are moved into their partition when the write
+commits, so a reader of the datasets never sees a partial file, and what a killed run leaves in ``_tmp/`` (a
+path every dataset reader skips) the next run removes. When it commits, the write packs its bundles' files
+into as few files as a size bound allows (``TARGET_BYTES``): how many workers wrote them does not change
+how many files a run adds. A run with no rows for a dataset adds no file to it, so a stream's idle polls
+add nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +27,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import metrics, state
 from pipelines.failures import REJECTS, Guarded
+from pipelines.paths import delete, ensure_dir, literal, within
 from pipelines.records import Article, Reject, Run, Story
 from schemas import DATASETS, PARTITION_COLUMN
 
@@ -51,7 +54,7 @@ def last_resort_row(reject: Reject, run: Run) -> dict[str, Any]:
     ascii_ = lambda text: str(text).encode("ascii", "backslashreplace").decode()  # noqa: E731
     return {"url": ascii_(reject.url), "feed_url": None if reject.feed_url is None else ascii_(reject.feed_url),
             "stage": reject.stage, "reason": reject.reason, "detail": ascii_(reject.detail), "run_id": run.run_id,
-            "at": reject.at}
+            "rejected_at": reject.rejected_at}
 
 
 SHARDS = "-SSSSS-of-NNNNN"
@@ -63,7 +66,7 @@ def partition_dir(output: str, name: str, day: str) -> str:
 
 def dataset_files(output: str, name: str) -> str:
     """A file pattern matching every file of a dataset, in all partitions."""
-    return f"{output.rstrip('/')}/{name}/{PARTITION_COLUMN}=*/*.parquet"
+    return within(output, f"{name}/{PARTITION_COLUMN}=*/*.parquet")
 
 
 def has_files(output: str, name: str) -> bool:
@@ -85,17 +88,16 @@ def discard_uncommitted(output: str) -> int:
     """Remove the files runs left in ``_tmp/`` (call it only while holding the output's lock: then no run is
     writing), and their run directories where the filesystem has directories; returns the files removed."""
     base = temp_dir(output)
-    files = [m.path for m in FileSystems.match([f"{base}/**"])[0].metadata_list]
-    if files:
-        FileSystems.delete(files)
+    files = [m.path for m in FileSystems.match([within(base, "**")])[0].metadata_list]
+    delete(files)
     runs = {f"{base}/{path[len(base) + 1:].split('/', 1)[0]}" for path in files}
-    leftover = [run for run in sorted(runs) if FileSystems.exists(run)]
-    if leftover:
-        FileSystems.delete(leftover)
+    delete(run for run in sorted(runs) if FileSystems.exists(run))
     return len(files)
 
 
 ROWS_PER_BATCH = 1000
+TARGET_BYTES = 128 << 20  # files a run's bundles wrote are packed into files of at most about this size
+_RAW = CompressionTypes.UNCOMPRESSED
 
 
 @dataclass
@@ -111,27 +113,73 @@ class _OpenFile:
             self.rows = []
 
 
-class ParquetFiles(FileBasedSink):
-    """The Parquet files of one dataset for one run: rows in, zstd files out, written in ``temp`` first."""
+def pack(sizes: list[tuple[str, int]], target: int = TARGET_BYTES) -> list[list[str]]:
+    """Files in their order, grouped so that each group's size stays within ``target`` (a file larger than
+    that is a group of its own)."""
+    groups: list[list[str]] = []
+    total = 0
+    for path, size in sizes:
+        if not groups or total + size > target:
+            groups.append([])
+            total = 0
+        groups[-1].append(path)
+        total += size
+    return groups
 
-    def __init__(self, prefix: str, schema: pa.Schema, temp: str, skip_if_empty: bool = False):
+
+def merge(sources: list[str], target: str, schema: pa.Schema) -> None:
+    """Write the row groups of ``sources``, in order, into one file."""
+    with FileSystems.create(target, compression_type=_RAW) as sink, \
+            pq.ParquetWriter(sink, schema, compression="zstd") as writer:
+        for source in sources:
+            with FileSystems.open(source, compression_type=_RAW) as f:
+                parquet = pq.ParquetFile(f)
+                for k in range(parquet.num_row_groups):
+                    writer.write_table(parquet.read_row_group(k))
+
+
+class ParquetFiles(FileBasedSink):
+    """The Parquet files of one dataset for one run: rows in, zstd files out, written in ``temp`` first.
+
+    Each bundle with rows writes a file in ``temp``; committing packs them (``pack``, ``merge``) into the
+    run's files in the partition, named ``<prefix>-SSSSS-of-NNNNN.parquet``. The packing is decided once and
+    kept beside the bundles' files, so a retried commit finishes the same files."""
+
+    def __init__(self, prefix: str, schema: pa.Schema, temp: str):
         super().__init__(prefix, coder=None, file_name_suffix=".parquet", shard_name_template=SHARDS,
-                         mime_type="application/x-parquet", compression_type=CompressionTypes.UNCOMPRESSED,
-                         skip_if_empty=skip_if_empty)
+                         mime_type="application/x-parquet", compression_type=_RAW, skip_if_empty=True)
         self._schema, self._temp = schema, temp
 
     def initialize_write(self) -> str:
-        partition = FileSystems.split(self.file_path_prefix.get())[0]
-        for directory in (self._temp, partition):  # a local rename needs the partition to exist
-            if not FileSystems.exists(directory):
-                FileSystems.mkdirs(directory)
+        ensure_dir(self._temp)
         return self._temp
 
+    def pre_finalize(self, init_result, writer_results):
+        return None  # final names carry the run's id: there is nothing of an earlier write to clear
+
     def finalize_write(self, init_result, writer_results, pre_finalize_results):
-        writer_results = list(writer_results)
-        if not writer_results:  # nothing to write and skip_if_empty: Beam would warn that it found no shards
+        if not list(writer_results):  # no rows: no file
             return []
-        return super().finalize_write(init_result, writer_results, pre_finalize_results)
+        plan_path = f"{init_result}/pack.json"
+        if FileSystems.exists(plan_path):
+            with FileSystems.open(plan_path, compression_type=_RAW) as f:
+                plan = json.loads(f.read())
+        else:
+            found = FileSystems.match([literal(path) for path in sorted(writer_results)])
+            plan = pack([(m.path, m.size_in_bytes) for result in found for m in result.metadata_list])
+            with FileSystems.create(plan_path, compression_type=_RAW) as f:
+                f.write(json.dumps(plan).encode())
+        ensure_dir(FileSystems.split(self.file_path_prefix.get())[0])
+        finals = [self._get_final_name(k, len(plan)) for k in range(len(plan))]
+        for k, (group, final) in enumerate(zip(plan, finals, strict=True)):
+            if FileSystems.exists(final):  # committed by an earlier attempt
+                continue
+            source = group[0]
+            if len(group) > 1:
+                source = f"{init_result}/packed-{k:05d}.parquet"
+                merge(group, source, self._schema)
+            FileSystems.rename([source], [final])
+        return finals
 
     def open(self, temp_path: str) -> _OpenFile:
         handle = super().open(temp_path)
@@ -192,18 +240,17 @@ class WriteDataset(beam.PTransform):
             | "Count" >> beam.Map(count_row, self._name)
             | "Parquet" >> beam.io.Write(ParquetFiles(
                 dataset_prefix(self._output, self._name, self._run), schema,
-                f"{temp_dir(self._output, self._run.run_id)}/{self._name}",
-                skip_if_empty=has_files(self._output, self._name)))
+                f"{temp_dir(self._output, self._run.run_id)}/{self._name}"))
         )
         return {"files": files, REJECTS: unwritable}
 
 
 class CommitSnapshot(beam.PTransform):
     """Commits written state snapshots (their file names under ``state_dir``, see ``pipelines.state``), only
-    after ``after`` (the article files) is written.
+    after ``after`` (the files of every dataset of the run) is written.
 
-    Committing after the articles means a failed write never leaves state that claims articles the dataset
-    does not hold (a story index naming them, feed validators that would skip their entries).
+    Committing after every write means a failed write never leaves state that claims rows the datasets do not
+    hold (a story index naming articles, feed validators that would skip the entries of articles or rejects).
     """
 
     def __init__(self, state_dir: str, after):

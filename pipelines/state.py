@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.paths import delete, within
+
 KEEP = 3
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
@@ -76,7 +78,7 @@ def _in_force_then_older(state_dir: str, unreadable: list[str]) -> Iterator[str]
         return
 
     def newest_first() -> list[str]:
-        matches = FileSystems.match([FileSystems.join(state_dir, "snapshot-*.json.gz")])[0].metadata_list
+        matches = FileSystems.match([within(state_dir, "snapshot-*.json.gz")])[0].metadata_list
         return sorted((m.path for m in matches), reverse=True)  # names sort by age (see commit)
 
     try:
@@ -103,26 +105,40 @@ def _name(run_id: str) -> str:
     return f"snapshot-{run_id}.json.gz"
 
 
-def write(state_dir: str, run_id: str, snapshot: bytes) -> str:
-    """Writes an encoded snapshot (``encode``); it takes effect once committed. Returns its file name."""
+def write(state_dir: str, run_id: str, snapshot: bytes) -> str | None:
+    """Writes an encoded snapshot (``encode``); it takes effect once committed. Returns its file name, or None
+    when the snapshot in force holds the same (nothing to write or commit)."""
+    if _in_force(state_dir) == snapshot:
+        return None
     name = _name(run_id)
     _write(FileSystems.join(state_dir, name), snapshot)
     return name
 
 
-def commit(state_dir: str, name: str) -> str:
-    """Makes the written snapshot ``name`` the one in force, and drops all but the ``KEEP`` latest."""
+def _in_force(state_dir: str) -> bytes | None:
+    """The bytes of the snapshot in force, or None if there is none or it cannot be read."""
+    try:
+        with FileSystems.open(FileSystems.join(state_dir, "CURRENT"), compression_type="uncompressed") as f:
+            current = f.read().decode().strip()
+        with FileSystems.open(FileSystems.join(state_dir, current), compression_type="uncompressed") as f:
+            return f.read()
+    except Exception:  # none yet, or damaged: write anew
+        return None
+
+
+def commit(state_dir: str, name: str | None) -> str | None:
+    """Makes the written snapshot ``name`` the one in force, and drops all but the ``KEEP`` latest; nothing
+    when ``name`` is None (``write`` found nothing new)."""
+    if name is None:
+        return None
     tmp = FileSystems.join(state_dir, f"CURRENT.{name}.tmp")
     _write(tmp, name.encode())
     pointer = FileSystems.join(state_dir, "CURRENT")
-    if FileSystems.exists(pointer):
-        FileSystems.delete([pointer])
-    FileSystems.rename([tmp], [pointer])
-    matches = FileSystems.match([FileSystems.join(state_dir, "snapshot-*.json.gz")])[0].metadata_list
+    FileSystems.rename([tmp], [pointer])  # replaces it in one step (a local rename; an object store's copy)
+    matches = FileSystems.match([within(state_dir, "snapshot-*.json.gz")])[0].metadata_list
     old = sorted(m.path for m in matches)[:-KEEP]  # run ids start with a UTC timestamp: names sort by age
     old = [path for path in old if not path.endswith(f"/{name}")]  # never the one in force
-    if old:
-        FileSystems.delete(old)
+    delete(old)
     return name
 
 

@@ -9,12 +9,15 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.dataset as ds
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from hypothesis import settings
 
 from pipelines.config import Config, OutputConfig, load_config
 from pipelines.records import FeedEntry, Page, Run
+from schemas import DATASETS
 
 # CI explores the same examples on every run (a failure there must be reproducible, not luck); a developer's
 # runs draw new ones each time.
@@ -66,3 +69,11 @@ def page_for(path: Path, link: str, **entry_kw) -> Page:
     entry = make_entry(link, **entry_kw)
     return Page(entry, link, 200, "text/html; charset=utf-8", path.read_bytes(),
                 datetime(2025, 6, 14, tzinfo=UTC))
+
+
+def read_dataset(out, name: str, columns: list[str] | None = None) -> pa.Table:
+    """A dataset's rows as pyarrow's dataset reader sees them; empty when a run stored none (no file)."""
+    if not Path(out, name).exists():
+        schema = DATASETS[name]
+        return schema.empty_table().select(columns) if columns else schema.empty_table()
+    return ds.dataset(str(Path(out, name)), format="parquet", partitioning="hive").to_table(columns=columns)

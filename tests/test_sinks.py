@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 from apache_beam.testing.test_pipeline import TestPipeline
 
 from pipelines.records import Reject, Run, Story
-from pipelines.sinks import WriteDataset, has_files, to_row
+from pipelines.sinks import ParquetFiles, WriteDataset, has_files, pack, to_row
 from schemas import DATASETS, REJECTS, SCHEMA_VERSION, STORIES
 
 RUN = Run("20250614T000000Z-sink01", datetime(2025, 6, 14, 3, tzinfo=UTC))
@@ -41,24 +41,49 @@ def test_write_dataset_hive_partitioned_zstd_with_explicit_schema(tmp_path):
     assert meta.row_group(0).column(0).compression == "ZSTD"
     table = ds.dataset(str(tmp_path / "rejects"), format="parquet", partitioning="hive").to_table()
     assert table.num_rows == 3 and set(table.column("run_id").to_pylist()) == {RUN.run_id}
-    assert table.schema.field("at").type == REJECTS.field("at").type
-    # an empty run still leaves a readable file carrying the schema
-    empty = ds.dataset(str(tmp_path / "stories"), format="parquet", partitioning="hive")
-    assert empty.to_table().num_rows == 0 and empty.schema.field("sources").type == STORIES.field("sources").type
+    assert table.schema.field("rejected_at").type == REJECTS.field("rejected_at").type
+    assert not (tmp_path / "stories").exists()  # no rows, no file (and no empty partition)
 
 
-def test_a_run_with_no_rows_writes_no_file_once_the_dataset_has_one(tmp_path):
+def test_a_run_with_no_rows_writes_no_file(tmp_path):
     out = str(tmp_path)
     later = Run(run_id="20250615T000000Z-later1", started_at=datetime(2025, 6, 15, tzinfo=UTC))
-    for run in (RUN, later):  # the first run's empty file carries the schema; the second adds nothing
+    for run in (RUN, later):
         with TestPipeline() as p:
             _ = p | beam.Create([]) | WriteDataset("stories", out, run)
-    assert [f.name for f in (tmp_path / "stories").rglob("*.parquet")] == [f"{RUN.run_id}-00000-of-00001.parquet"]
+    assert not list(tmp_path.rglob("*.parquet"))
     story = Story("s1", "t", "a1", 1, ("src",), T, T)
     with TestPipeline() as p:
         _ = p | beam.Create([story]) | WriteDataset("stories", out, later)
     table = ds.dataset(str(tmp_path / "stories"), format="parquet", partitioning="hive").to_table()
-    assert table.column("story_id").to_pylist() == ["s1"] and len(list((tmp_path / "stories").rglob("*.parquet"))) == 2
+    assert table.column("story_id").to_pylist() == ["s1"] and len(list((tmp_path / "stories").rglob("*.parquet"))) == 1
+
+
+def test_bundles_files_are_packed_into_as_few_files_as_the_size_bound_allows(tmp_path):
+    """However many bundles (workers) wrote a run's rows, it adds one file per ``TARGET_BYTES``."""
+    out = str(tmp_path)
+    rejects = [Reject(f"https://a.example/{i}", "feed", "fetch", "http_4xx", "HTTP 404", T) for i in range(40)]
+    with TestPipeline() as p:
+        _ = (p | beam.Create(rejects, reshuffle=False)
+             | beam.Reshuffle(num_buckets=8)  # rows spread over bundles, as over workers
+             | WriteDataset("rejects", out, RUN))
+    (only,) = list((tmp_path / "rejects").rglob("*.parquet"))
+    assert only.name == f"{RUN.run_id}-00000-of-00001.parquet" and pq.read_table(only).num_rows == 40
+    assert not list((tmp_path / "_tmp").rglob("*.parquet"))
+
+    sink = ParquetFiles(f"{tmp_path}/stories/ingest_date=2025-06-14/{RUN.run_id}", STORIES, f"{tmp_path}/_tmp/w")
+    init = sink.initialize_write()
+    shards = []
+    for k in range(3):  # three bundles' files
+        writer = sink.open_writer(init, f"bundle{k}")
+        writer.write(to_row(Story(f"s{k}", "t", "a1", 1, ("src",), T, T), RUN))
+        shards.append(writer.close())
+    finals = list(sink.finalize_write(init, shards, None))
+    assert [f.rsplit("/", 1)[-1] for f in finals] == [f"{RUN.run_id}-00000-of-00001.parquet"]
+    assert pq.read_table(finals[0]).column("story_id").to_pylist() == ["s0", "s1", "s2"]
+    assert list(sink.finalize_write(init, shards, None)) == finals  # a retried commit finds it done
+    assert pack([("a", 60), ("b", 50), ("c", 200), ("d", 10)], target=100) == [["a"], ["b"], ["c"], ["d"]]
+    assert pack([("a", 30), ("b", 50), ("c", 30), ("d", 10)], target=100) == [["a", "b"], ["c", "d"]]
 
 
 def test_has_files_finds_a_dataset_file_in_any_partition_and_nothing_else(tmp_path):
