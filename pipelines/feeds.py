@@ -7,9 +7,12 @@ ill-formed but still yields entries is used and counted in ``feeds_bozo``; a fee
 ``empty_feed`` reject, so a configured feed that yields nothing is visible. An entry without a usable
 link becomes an entry-level Reject. Entries keep feed order; nothing here deduplicates.
 
-Across runs, each feed's validators (ETag, Last-Modified) and body hash are kept: a feed is fetched
-conditionally, and a 304 or an unchanged body (servers that ignore validators) costs that one request
-and nothing more. Validators are saved only after the run's articles are written (see pipeline.py).
+Across runs, each feed's state is kept (``FeedState``): its validators (ETag, Last-Modified) and body hash,
+so a feed is fetched conditionally, and a 304 or an unchanged body (servers that ignore validators) costs
+that one request and nothing more; whether it is failing, so a feed that fails run after run for the same
+reason is one ``Reject`` row (from its first failure), not one per run; and the links of its entries that
+failed for a reason that may pass, so the next run reads the feed in full and tries them again even when it
+is unchanged. The state is saved only after every dataset of the run is written (see pipeline.py).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +32,7 @@ import feedparser
 from pipelines import metrics, state
 from pipelines.failures import Guarded
 from pipelines.fetch import Fetcher, FetcherDoFn, FetchError
-from pipelines.records import FeedEntry, FeedSpec, FeedState, Reject
+from pipelines.records import FeedEntry, FeedSpec, FeedState, Reject, retryable
 from pipelines.text import clean, html_to_text
 from pipelines.urls import is_web_url, resolve_url
 
@@ -180,13 +183,31 @@ def load_feed_states(state_dir: str) -> tuple[dict[str, FeedState], list[str]]:
 
 
 def _parse_feed_states(lines: Iterator[Any]) -> dict[str, FeedState]:
-    return {d["feed_url"]: FeedState(**d) for d in next(lines)}
+    return {d["feed_url"]: FeedState(**{**d, "retry": tuple(d.get("retry", ()))}) for d in next(lines)}
 
 
-def write_feed_states(states: list[FeedState], state_dir: str, run_id: str) -> str:
-    """Writes a run's feed states as a snapshot to commit; returns its file name."""
-    return state.write(state_dir, run_id,
-                       state.encode([dataclasses.asdict(s) for s in sorted(states, key=lambda s: s.feed_url)]))
+def write_feed_states(states: list[FeedState], state_dir: str, run_id: str,
+                      retry: Iterable[tuple[str, str]] = ()) -> str:
+    """Writes a run's feed states as a snapshot to commit, each with the links of ``retry`` ((feed, link) of
+    the entries this run rejected for a reason that may pass) added to those it carries; returns its file
+    name."""
+    links: dict[str, set[str]] = {}
+    for feed_url, link in retry:
+        links.setdefault(feed_url, set()).add(link)
+    states = [dataclasses.replace(s, retry=tuple(sorted({*s.retry, *links.get(s.feed_url, ())})))
+              for s in sorted(states, key=lambda s: s.feed_url)]
+    return state.write(state_dir, run_id, state.encode([dataclasses.asdict(s) for s in states]))
+
+
+def forget_feed_states(state_dir: str, run_id: str) -> None:
+    """Commit a snapshot without feed states: the next run reads every feed in full (and not only its new
+    entries). Named apart from the run's own snapshot, which it precedes."""
+    state.commit(state_dir, write_feed_states([], state_dir, f"{run_id}-forgotten"))
+
+
+def is_retried(reject: Reject) -> bool:
+    """An entry-level reject whose entry the next run tries again."""
+    return reject.feed_url is not None and retryable(reject.reason, reject.detail)
 
 
 class _ReadFeedFn(FetcherDoFn):
@@ -207,21 +228,24 @@ class _ReadFeedFn(FetcherDoFn):
             self._unreadable = []
         metrics.inc("feeds_polled")
         previous = self._previous.get(feed.url)
-        try:
-            resp = self._fetcher.get(feed.url, validators=previous)
+        retry = set(previous.retry) if previous else set()
+        try:  # with entries to try again, the feed is read in full whatever its validators say
+            resp = self._fetcher.get(feed.source, validators=None if retry else previous)
             current = FeedState(feed.url, hashlib.sha256(resp.body).hexdigest(), resp.headers.get("etag"),
                                 resp.headers.get("last-modified"))
-            if previous is not None and (resp.status == 304 or current.content_hash == previous.content_hash):
-                metrics.inc("feeds_unchanged")  # one request, no further work
-                yield beam.pvalue.TaggedOutput(STATES, previous if resp.status == 304 else current)
+            unchanged = previous is not None and (resp.status == 304 or current.content_hash == previous.content_hash)
+            if unchanged and not retry:  # one request, no further work
+                metrics.inc("feeds_unchanged")
+                yield beam.pvalue.TaggedOutput(STATES, dataclasses.replace(
+                    previous, failing=None, failing_since=None) if resp.status == 304 else current)
                 return
             entries, rejects, bozo = parse_feed(resp.body, feed.url, now)
         except (FetchError, BadFeed) as e:
-            if previous is not None:  # the next run compares with the last good read
-                yield beam.pvalue.TaggedOutput(STATES, previous)
-            detail = e.detail if isinstance(e, FetchError) else str(e)
-            yield beam.pvalue.TaggedOutput(REJECTS, Reject(feed.url, None, "feed", e.reason, detail, now))
+            yield from _failed(feed, previous, e, now)
             return
+        if unchanged:  # read again for the entries to try again only
+            metrics.inc("feeds_unchanged")
+            entries, rejects = [e for e in entries if e.link in retry], []
         for reject in rejects:
             yield beam.pvalue.TaggedOutput(REJECTS, reject)
         yield from entries
@@ -229,6 +253,20 @@ class _ReadFeedFn(FetcherDoFn):
         if bozo:
             metrics.inc("feeds_bozo")
         metrics.inc("entries_seen", len(entries) + len(rejects))  # counted last: nothing after it can fail
+
+
+def _failed(feed: FeedSpec, previous: FeedState | None, error: FetchError | BadFeed, now: datetime) -> Iterator:
+    """A feed that cannot be read: its state keeps the last good read's validators (the next run compares with
+    it) and the entries still to try again, and records the failure; a ``Reject`` row when the failure is new
+    (the feed was read, or failed for another reason, last time)."""
+    again = previous is not None and previous.failing == error.reason
+    failing = dataclasses.replace(previous or FeedState(feed.url), failing=error.reason,
+                                  failing_since=previous.failing_since if again and previous else now.isoformat())
+    yield beam.pvalue.TaggedOutput(STATES, failing)
+    metrics.inc("feeds_failing")
+    if not again:
+        detail = error.detail if isinstance(error, FetchError) else str(error)
+        yield beam.pvalue.TaggedOutput(REJECTS, Reject(feed.url, None, "feed", error.reason, detail, now))
 
 
 class ReadFeeds(beam.PTransform):

@@ -11,7 +11,8 @@ rejects (stage ``dedup``).
 An entry an earlier run rejected for good is settled too: its link in the ``url`` of an entry-level row of
 ``rejects/`` whose reason would recur (a 404, a page with no text, a refused address; not a timeout, a
 connection error, a 5xx, a 429 or an internal error, which later runs retry) counts as already stored, so
-a feed polled every few minutes does not refetch, and reject again, the same dead link each time.
+a feed polled every few minutes does not refetch, and reject again, the same dead link each time. Retries
+are bounded: a link with ``ATTEMPTS`` entry-level rows of reasons that may pass is settled as well.
 
 The lookup goes the cheap way round: this run's lookup strings (a few thousand at most) are a side input,
 and each batch of stored rows is tested against them with one vectorised ``is_in`` per column, so only
@@ -29,7 +30,7 @@ import pyarrow.compute as pc
 
 from pipelines import metrics
 from pipelines.failures import Guarded
-from pipelines.records import ArticleRef, FeedEntry, Reject
+from pipelines.records import RETRYABLE, ArticleRef, FeedEntry, Reject
 from pipelines.sinks import dataset_files, has_files
 from pipelines.urls import canonicalize
 
@@ -38,9 +39,7 @@ PROBES = "probes"
 ENTRY_COLUMNS = ("url", "final_url", "canonical_url")
 ARTICLE_COLUMNS = ("article_id",)
 REJECT_COLUMNS = ("url", "feed_url", "reason", "detail")
-# reject reasons a later run retries (and HTTP 429): they may pass, and an internal error is a bug, which may be
-# fixed by then (or a failed write after which the article must not stay hidden)
-TRANSIENT = ("timeout", "connection_error", "http_5xx", "internal_error")
+ATTEMPTS = 4  # an entry failing for reasons that may pass is tried by this many runs, then settled
 
 
 def entry_key(entry: FeedEntry) -> str:
@@ -73,12 +72,33 @@ def stored_matches(table: pa.Table, columns: Iterable[str], lookup: dict[str, li
     return sorted({key for value in found for key in lookup[value]})
 
 
+def _retryable(rejects: pa.Table) -> pa.Array:
+    found = pc.or_(pc.is_in(rejects.column("reason"), value_set=pa.array(RETRYABLE, pa.string())),
+                   pc.starts_with(rejects.column("detail"), "HTTP 429"))
+    return pc.fill_null(found, False)
+
+
 def settled(rejects: pa.Table) -> pa.Table:
     """The entry-level reject rows whose reason would recur if the entry were tried again."""
-    retried = pc.or_(pc.is_in(rejects.column("reason"), value_set=pa.array(TRANSIENT, pa.string())),
-                     pc.starts_with(rejects.column("detail"), "HTTP 429"))
-    keep = pc.and_(pc.is_valid(rejects.column("feed_url")), pc.invert(pc.fill_null(retried, False)))
-    return rejects.filter(keep)
+    return rejects.filter(pc.and_(pc.is_valid(rejects.column("feed_url")), pc.invert(_retryable(rejects))))
+
+
+def retried(rejects: pa.Table) -> pa.Table:
+    """The entry-level reject rows whose reason may pass on another try."""
+    return rejects.filter(pc.and_(pc.is_valid(rejects.column("feed_url")), _retryable(rejects)))
+
+
+def counted_matches(table: pa.Table, column: str, lookup: dict[str, list[str]]) -> list[tuple[str, int]]:
+    """(key, rows) for the keys whose lookup strings occur in ``column`` of a batch of stored rows."""
+    if not lookup or table.num_rows == 0:
+        return []
+    values = pc.filter(table.column(column), pc.is_in(table.column(column),
+                                                      value_set=pa.array(sorted(lookup), pa.string())))
+    counts: dict[str, int] = {}
+    for item in pc.value_counts(values).to_pylist():
+        for key in lookup.get(item["values"], ()):
+            counts[key] = counts.get(key, 0) + item["counts"]
+    return sorted(counts.items())
 
 
 def _lookup_table(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
@@ -97,22 +117,33 @@ class StoredKeys(beam.PTransform):
         self._output, self._columns, self._settled = output, columns, settled
 
     def expand(self, probes):
-        # (dataset, columns read, rows kept, columns matched)
-        sources = [("articles", self._columns, None, self._columns)] if self._columns else []
-        if self._settled:
-            sources.append(("rejects", REJECT_COLUMNS, settled, ("url",)))
-        sources = [s for s in sources if has_files(self._output, s[0])]
-        if not sources:
+        articles = bool(self._columns) and has_files(self._output, "articles")
+        rejects = self._settled and has_files(self._output, "rejects")
+        if not (articles or rejects):
             return probes.pipeline | "NothingStored" >> beam.Create([])
         lookup = probes | "Lookup" >> beam.combiners.ToList() | "AsTable" >> beam.Map(_lookup_table)
         found = []
-        for name, columns, keep, matched in sources:
-            batches = probes.pipeline | f"Read_{name}" >> beam.io.ReadFromParquetBatched(
-                dataset_files(self._output, name), columns=list(columns))
-            if keep is not None:
-                batches = batches | f"Keep_{name}" >> beam.Map(keep)
-            found.append(batches | f"Match_{name}" >> beam.FlatMap(
-                stored_matches, matched, lookup=beam.pvalue.AsSingleton(lookup)))
+        if articles:
+            found.append(
+                probes.pipeline
+                | "ReadArticles" >> beam.io.ReadFromParquetBatched(dataset_files(self._output, "articles"),
+                                                                   columns=list(self._columns))
+                | "MatchArticles" >> beam.FlatMap(stored_matches, self._columns,
+                                                  lookup=beam.pvalue.AsSingleton(lookup)))
+        if rejects:
+            batches = probes.pipeline | "ReadRejects" >> beam.io.ReadFromParquetBatched(
+                dataset_files(self._output, "rejects"), columns=list(REJECT_COLUMNS))
+            found.append(
+                batches
+                | "Settled" >> beam.Map(settled)
+                | "MatchSettled" >> beam.FlatMap(stored_matches, ("url",), lookup=beam.pvalue.AsSingleton(lookup)))
+            found.append(
+                batches
+                | "Retried" >> beam.Map(retried)
+                | "CountRetried" >> beam.FlatMap(counted_matches, "url", lookup=beam.pvalue.AsSingleton(lookup))
+                | "Attempts" >> beam.CombinePerKey(sum)
+                | "GivenUp" >> beam.Filter(lambda kv: kv[1] >= ATTEMPTS)
+                | "GivenUpKeys" >> beam.Keys())
         return found | "AllFound" >> beam.Flatten()
 
 

@@ -2,7 +2,8 @@
 
 feeds -> ReadFeeds -> SkipKnown(entries, incl. settled rejects) -> FetchPages -> ExtractArticles -> StoryFeatures
       -> StageArticles -> SkipKnown(article refs) -> AssignStories(refs) -> UnstageArticles(refs + assignments)
-      -> WriteDataset(articles, stories, rejects) -> CommitSnapshot(story index, feed states)
+      -> WriteDataset(articles, stories, rejects) -> CommitSnapshot(story index, feed states), once all three
+         datasets are written
 
 From StageArticles to UnstageArticles the articles and their story features wait on disk and only small
 refs move (see ``pipelines.staging``).
@@ -14,7 +15,7 @@ import apache_beam as beam
 
 from pipelines.config import Config
 from pipelines.extract import ExtractArticles
-from pipelines.feeds import ReadFeeds, write_feed_states
+from pipelines.feeds import ReadFeeds, is_retried, write_feed_states
 from pipelines.fetch import Fetcher, FetchPages
 from pipelines.known import (
     ARTICLE_COLUMNS,
@@ -38,7 +39,10 @@ def state_dir(output: str, name: str) -> str:
     return f"{output.rstrip('/')}/_state/{name}"
 
 
-def build(p: beam.Pipeline, config: Config, run: Run, fetcher: Fetcher | None = None) -> None:
+def build(p: beam.Pipeline, config: Config, run: Run, fetcher: Fetcher | None = None,
+          all_stories: bool = False) -> None:
+    """The run's pipeline. ``all_stories``: write the row of every story the index holds, not only of those
+    the run touched (a stories file was damaged and set aside)."""
     output = config.output.path
     fetcher = fetcher or Fetcher(config.fetch)
 
@@ -55,23 +59,27 @@ def build(p: beam.Pipeline, config: Config, run: Run, fetcher: Fetcher | None = 
         output, ARTICLE_COLUMNS, key=article_key, lookups=article_lookups, order=article_order,
         link=lambda a: a.url)
     stories = refs["new"] | "AssignStories" >> AssignStories(config.stories, state_dir(output, "stories"), run,
-                                                             output=output)
+                                                             output=output, all_stories=all_stories)
     articles = {"refs": refs["new"], "assignments": stories["assignments"]} | "UnstageArticles" >> UnstageArticles()
 
     feed_rejects = read["rejects"] | "SkipSettledRejects" >> SkipSettled(output)
     written = articles["main"] | "WriteArticles" >> WriteDataset("articles", output, run)
     story_rows = stories["stories"] | "WriteStories" >> WriteDataset("stories", output, run)
-    _ = (
+    rejects = (
         (feed_rejects, entries["rejects"], fetched["rejects"], extracted["rejects"], featured["rejects"],
          staged["rejects"], refs["rejects"], stories["rejects"], articles["rejects"], written["rejects"],
          story_rows["rejects"])
         | "AllRejects" >> beam.Flatten()
-        | "WriteRejects" >> WriteDataset("rejects", output, run)
     )
-    _ = stories["index"] | "CommitIndex" >> CommitSnapshot(state_dir(output, "stories"), after=written["files"])
+    reject_rows = rejects | "WriteRejects" >> WriteDataset("rejects", output, run)
+    retry = rejects | "Retried" >> beam.Filter(is_retried) | "RetryByFeed" >> beam.Map(lambda r: (r.feed_url, r.url))
+    # state is committed once every dataset of the run is written
+    all_files = (written["files"], story_rows["files"], reject_rows["files"]) | "AllFiles" >> beam.Flatten()
+    _ = stories["index"] | "CommitIndex" >> CommitSnapshot(state_dir(output, "stories"), after=all_files)
     _ = (
         read["states"]
         | "AllFeedStates" >> beam.combiners.ToList()
-        | "WriteFeedStates" >> beam.Map(write_feed_states, state_dir(output, "feeds"), run.run_id)
-        | "CommitFeedStates" >> CommitSnapshot(state_dir(output, "feeds"), after=written["files"])
+        | "WriteFeedStates" >> beam.Map(write_feed_states, state_dir(output, "feeds"), run.run_id,
+                                        retry=beam.pvalue.AsList(retry))
+        | "CommitFeedStates" >> CommitSnapshot(state_dir(output, "feeds"), after=all_files)
     )

@@ -194,8 +194,9 @@ class _AssignFn(beam.DoFn):
     (``pipelines.stories.recover``), when the output holding them is given.
     """
 
-    def __init__(self, config: StoriesConfig, state_dir: str, run: Run, output: str | None):
+    def __init__(self, config: StoriesConfig, state_dir: str, run: Run, output: str | None, all_stories: bool):
         self._config, self._state_dir, self._run, self._output = config, state_dir, run, output
+        self._all_stories = all_stories
 
     def process(self, keyed: tuple[None, Iterable[ArticleRef]]) -> Iterator:
         index, unreadable = load_index(self._state_dir)
@@ -207,6 +208,9 @@ class _AssignFn(beam.DoFn):
         result = AssignResult()
         assign_ordered(index, _staged_features(keyed[1], self._run, result.failed), self._config,
                        self._run.started_at, result)
+        if self._all_stories:  # the rows of a stories file set aside: every story held is written again
+            touched = {s.story_id for s in result.stories}
+            result.stories += story_rows(index, (s for s in index.stories if s not in touched))
         index.saved_by = self._run.run_id
         snapshot = write_index(self._state_dir, index)  # to commit once the articles are written
         del index
@@ -243,18 +247,22 @@ class AssignStories(beam.PTransform):
     name of the new index's snapshot, written under ``state_dir``, to commit) and ``rejects`` (articles whose
     assignment failed).
 
-    An article the index already holds (stored articles never get here) keeps the story it was given.
+    An article the index already holds (stored articles never get here) keeps the story it was given. With
+    ``all_stories``, every story the index holds gets a row, not only those the run touched.
     """
 
-    def __init__(self, config: StoriesConfig, state_dir: str, run: Run, output: str | None = None):
+    def __init__(self, config: StoriesConfig, state_dir: str, run: Run, output: str | None = None,
+                 all_stories: bool = False):
         super().__init__()
         self._config, self._state_dir, self._run, self._output = config, state_dir, run, output
+        self._all_stories = all_stories
 
     def expand(self, refs):
         return (
             refs
             | "OneGroup" >> beam.WithKeys(lambda _: None)
             | "Gather" >> beam.GroupByKey()
-            | "Assign" >> Guarded(beam.ParDo(_AssignFn(self._config, self._state_dir, self._run, self._output)),
+            | "Assign" >> Guarded(beam.ParDo(_AssignFn(self._config, self._state_dir, self._run, self._output,
+                                                       self._all_stories)),
                                   "stories", STORIES, INDEX, REJECTS, main="assignments")
         )
