@@ -8,6 +8,7 @@ the file are resolved against the file's own directory, so a config works from a
 from __future__ import annotations
 
 import math
+import posixpath
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,14 +127,14 @@ def _feeds(raw: Any, name: str, key: str, base_dir: Path) -> list[FeedSpec]:
     if bool(url) == bool(opml):
         raise ConfigError(name, key, "needs exactly one of url or opml")
     if opml:
-        return _opml_feeds(_resolve(opml, base_dir), name, f"{key}.opml")
-    return [FeedSpec(url=_feed_location(url, name, f"{key}.url", base_dir),
-                     name=_get(raw, "name", str, name, key, None))]
+        return _opml_feeds(_resolve(opml, base_dir), name, f"{key}.opml", _as_written(opml))
+    identity, location = _feed_location(url, name, f"{key}.url", base_dir)
+    return [FeedSpec(url=identity, name=_get(raw, "name", str, name, key, None), location=location)]
 
 
-def _opml_feeds(path: str, name: str, key: str) -> list[FeedSpec]:
+def _opml_feeds(path: str, name: str, key: str, written: str) -> list[FeedSpec]:
     """The feeds of an OPML subscription list: every <outline> with an xmlUrl, at any depth; relative
-    paths in it are relative to the OPML file."""
+    paths in it are relative to the OPML file (``path``; ``written`` is how the config names it)."""
     try:
         parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
         root = etree.parse(path, parser).getroot()
@@ -148,15 +149,20 @@ def _opml_feeds(path: str, name: str, key: str) -> list[FeedSpec]:
         url = (outline.get("xmlUrl") or "").strip()
         if url:
             where = f"{key} ({path}, outline {outline.get('text') or outline.get('title') or url!r})"
-            feeds.append(FeedSpec(url=_feed_location(url, name, where, Path(path).parent),
-                                  name=outline.get("title") or outline.get("text")))
+            identity, location = _feed_location(url, name, where, Path(path).parent,
+                                                written_dir=posixpath.dirname(written))
+            feeds.append(FeedSpec(url=identity, name=outline.get("title") or outline.get("text"), location=location))
     if not feeds:
         raise ConfigError(name, key, f"{path} lists no feeds (no <outline xmlUrl=...>)")
     return feeds
 
 
-def _feed_location(url: str, name: str, key: str, base_dir: Path) -> str:
-    """An http(s) URL is kept; a path or file:// URL becomes an absolute local path."""
+def _feed_location(url: str, name: str, key: str, base_dir: Path, written_dir: str = "") -> tuple[str, str | None]:
+    """(what names the feed in rows and state, where it is read from, or None to read it from its name).
+
+    An http(s) URL is both. A local file is read from its absolute path, and named as the config (or the OPML
+    file, itself at ``written_dir`` as the config names it) gives it, normalised: a relative path stays
+    relative, so the name, and every row that carries it, is the same in every checkout."""
     try:
         parts = urlsplit(url)
     except ValueError as e:
@@ -165,12 +171,19 @@ def _feed_location(url: str, name: str, key: str, base_dir: Path) -> str:
     if scheme in ("http", "https"):
         if not parts.hostname:
             raise ConfigError(name, key, f"{url!r} has no host")
-        return url
+        return url, None
     if scheme == "file":
-        return str(Path(parts.path))
+        return url, str(Path(parts.path))
     if scheme and len(scheme) > 1:  # a one-letter "scheme" is a Windows drive
         raise ConfigError(name, key, f"{url!r}: only http(s) URLs, file:// URLs and local paths are allowed")
-    return _resolve(url, base_dir)
+    path = _as_written(url)
+    return (path if posixpath.isabs(path) else posixpath.normpath(posixpath.join(written_dir, path))), \
+        _resolve(url, base_dir)
+
+
+def _as_written(path: str) -> str:
+    """A local path as the config gives it, normalised (``./a/../b.xml`` -> ``b.xml``)."""
+    return posixpath.normpath(path.strip().replace("\\", "/"))
 
 
 def _fetch(raw: dict[str, Any], name: str, base_dir: Path) -> FetchConfig:

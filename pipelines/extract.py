@@ -30,9 +30,10 @@ from pipelines.words import words
 
 REJECTS = "rejects"
 
-# Fewer words than this is a fragment (a caption, an error message), not an article. Real articles can be
-# short: the extraction benchmark has one of 18 words.
-MIN_WORDS = 5
+# A page is empty when its text has fewer words (with a letter or digit) than this, in any script (``words`` segments scripts written
+# without spaces): a menu ("Home | News"), a caption. A news brief of one short sentence under its headline
+# is an article ("地震造成三人死亡" is four words).
+MIN_WORDS = 3
 
 
 class ExtractError(Exception):
@@ -109,10 +110,12 @@ def extract_article(page: Page) -> Article:
         raise ExtractError("extraction_error", f"{type(e).__name__}: {e}") from None
     if not isinstance(doc, Document):
         raise ExtractError("empty_extraction", "no article text found")
-    text = _without_headline((doc.text or "").strip(), meta.title)
-    count = len(words(text))
-    if count < MIN_WORDS:
-        raise ExtractError("empty_extraction", f"{count} words of article text")
+    text = _without_headline((doc.text or "").strip(), meta.title, tree)
+    found = words(text)
+    readable = sum(1 for w in found if any(c.isalnum() for c in w))  # "|" is a token, not a word to read
+    if readable < MIN_WORDS:
+        raise ExtractError("empty_extraction", f"{readable} words of article text")
+    count = len(found)
 
     entry = page.entry
     canonical = meta.canonical or canonicalize(page.final_url)
@@ -142,10 +145,20 @@ def extract_article(page: Page) -> Article:
     )
 
 
-def _without_headline(text: str, title: str | None) -> str:
-    """The body without a first line that repeats the headline (pages' <h1>); the headline is ``title``."""
+def _without_headline(text: str, title: str | None, tree) -> str:
+    """The body without a first line that repeats the headline (pages' <h1>); the headline is ``title``.
+
+    When that line is all there is, the page either has no body (nothing but its headline: empty) or is a
+    brief whose one sentence is its headline (extraction keeps one of the two): then the sentence is in the
+    page's text outside its headings, and it is the body."""
     first, _, rest = text.partition("\n")
-    return rest.strip() if title and first.strip() == title.strip() else text
+    if not title or first.strip() != title.strip():
+        return text
+    if rest.strip():
+        return rest.strip()
+    outside = " ".join(tree.xpath("//body//text()[not(ancestor::h1 or ancestor::h2 or ancestor::h3 or "
+                                  "ancestor::header or ancestor::script or ancestor::style)]"))
+    return text if " ".join(title.split()) in " ".join(outside.split()) else ""
 
 
 def _image_url(page_url: str, image: str | None) -> str | None:

@@ -210,12 +210,12 @@ def read_local(path: str, max_bytes: int) -> bytes:
     try:
         with p.open("rb") as f:
             body = f.read(max_bytes + 1)
-    except FileNotFoundError:
-        raise FetchError("not_found", f"no such file: {p}") from None
+    except FileNotFoundError:  # details name no path: the reject's url names the file as the config does
+        raise FetchError("not_found", "no such file") from None
     except OSError as e:
-        raise FetchError("not_found", f"cannot read {p}: {e.strerror or e}") from None
+        raise FetchError("not_found", f"cannot read the file: {e.strerror or e}") from None
     if len(body) > max_bytes:
-        raise FetchError("too_large", f"{p} is larger than {max_bytes} bytes")
+        raise FetchError("too_large", f"the file is larger than {max_bytes} bytes")
     return body
 
 

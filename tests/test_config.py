@@ -15,7 +15,9 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_fixtures_config_loads_with_paths_resolved_against_the_file():
     config = load_config(FIXTURES_CONFIG)
     assert len(config.feeds) == 7
-    assert all(Path(f.url).is_absolute() and Path(f.url).parent.name == "feeds" for f in config.feeds)
+    assert all(Path(f.location).is_absolute() and Path(f.location).parent.name == "feeds" for f in config.feeds)
+    # a local feed is named as the config names it, the same in every checkout
+    assert config.feeds[0].url == "../fixtures/feeds/ledger.xml" and config.feeds[0].source == config.feeds[0].location
     assert config.fetch.replay.endswith("fixtures/replay.toml")
     assert config.fetch.allow_private_addresses is False
     assert config.output.path.endswith("out/fixtures")
@@ -40,9 +42,17 @@ poll_interval = 60
     assert config.output.path == str((tmp_path / "out").resolve())
 
 
-def test_file_url_becomes_a_path(tmp_path):
+def test_file_url_is_read_from_its_path(tmp_path):
     config = load_config(write(tmp_path, '[[feeds]]\nurl = "file:///srv/feeds/a.xml"\n'))
-    assert config.feeds[0].url == "/srv/feeds/a.xml"
+    assert config.feeds[0].url == "file:///srv/feeds/a.xml" and config.feeds[0].source == "/srv/feeds/a.xml"
+
+
+def test_a_local_feed_is_named_by_its_normalised_path_as_written(tmp_path):
+    config = load_config(write(tmp_path, '[[feeds]]\nurl = "./feeds/../feeds/a.xml"\n[[feeds]]\nurl = "/srv/b.xml"\n'
+                                         '[[feeds]]\nurl = "https://c.example/rss"\n'))
+    assert [(f.url, f.source) for f in config.feeds] == [
+        ("feeds/a.xml", str(tmp_path / "feeds" / "a.xml")), ("/srv/b.xml", "/srv/b.xml"),
+        ("https://c.example/rss", "https://c.example/rss")]
 
 
 @pytest.mark.parametrize("text, key, problem", [
@@ -98,9 +108,10 @@ OPML = """<?xml version="1.0"?><opml version="2.0"><head><title>subs</title></he
 def test_opml_lists_feeds(tmp_path):
     (tmp_path / "subs.opml").write_text(OPML)
     config = load_config(write(tmp_path, '[[feeds]]\nopml = "subs.opml"\n[[feeds]]\nurl = "https://b.example/f"\n'))
-    assert [(f.url, f.name) for f in config.feeds] == [
-        ("https://ledger.example/rss", "The Daily Ledger"), (str(tmp_path / "feeds" / "local.xml"), "Local"),
-        ("https://b.example/f", None)]
+    assert [(f.url, f.name, f.source) for f in config.feeds] == [
+        ("https://ledger.example/rss", "The Daily Ledger", "https://ledger.example/rss"),
+        ("feeds/local.xml", "Local", str(tmp_path / "feeds" / "local.xml")),
+        ("https://b.example/f", None, "https://b.example/f")]
 
 
 @pytest.mark.parametrize("opml, problem", [

@@ -5,13 +5,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from html import escape
 
-import pyarrow.dataset as ds
 from apache_beam.testing.test_pipeline import TestPipeline
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.config import OutputConfig, load_config
-from pipelines.extract import ExtractError, decode, extract_article
+from pipelines.extract import MIN_WORDS, ExtractError, decode, extract_article
 from pipelines.feeds import BadFeed, parse_feed
 from pipelines.pipeline import build
 from pipelines.records import FeedEntry, Page, Run
@@ -19,6 +18,7 @@ from pipelines.stories.features import minhash, term_vector
 from pipelines.summary import build_summary, counters_of
 from pipelines.urls import canonicalize, is_web_url
 from pipelines.words import terms, words
+from tests.conftest import read_dataset
 
 NOW = datetime(2025, 6, 14, tzinfo=UTC)
 
@@ -100,7 +100,7 @@ def test_extracting_a_page_gives_an_article_or_an_extract_error(page):
         article = extract_article(Page(entry, entry.link, 200, label, body, NOW))
     except ExtractError:
         return
-    assert article.word_count >= 5 and article.published_at is None or article.published_at <= NOW
+    assert article.word_count >= MIN_WORDS and (article.published_at is None or article.published_at <= NOW)
     term_vector(article.title, article.text, article.language)
     minhash(article.text)
 
@@ -143,8 +143,7 @@ def test_any_feeds_and_pages_complete_a_run_that_reconciles(tmp_path_factory, da
     summary = build_summary(counters_of(result), run, NOW, config.output.path)
 
     assert summary["reconciled"], summary
-    articles = ds.dataset(str(work / "out" / "articles"), format="parquet", partitioning="hive").to_table()
-    rejects = ds.dataset(str(work / "out" / "rejects"), format="parquet", partitioning="hive").to_table()
+    articles, rejects = read_dataset(work / "out", "articles"), read_dataset(work / "out", "rejects")
     assert articles.num_rows == summary["entries"]["articles_written"]
     entry_rejects = sum(1 for r in rejects.column("feed_url").to_pylist() if r is not None)
     assert entry_rejects == summary["entries"]["rejected"]
