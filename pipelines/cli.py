@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import io
 import logging
+import os
 import re
 import secrets
 import signal
 import sys
+import tempfile
 import threading
+import traceback
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 
 # Importing Beam logs a warning about Google Cloud client libraries newsbeam does not use; it would be the
 # first line of every run's output. Only that message is dropped.
@@ -34,16 +40,22 @@ from apache_beam.runners.runner import PipelineRunner, create_runner
 
 from pipelines.compact import CannotCompact, compact
 from pipelines.config import Config, ConfigError, OutputConfig, load_config
+from pipelines.datasets import Checked, NewerSchema, check_datasets
+from pipelines.feeds import forget_feed_states, load_feed_states
 from pipelines.lock import Locked, OutputLock
-from pipelines.pipeline import build
+from pipelines.paths import delete, resolve_output
+from pipelines.pipeline import build, state_dir
 from pipelines.records import Run
 from pipelines.sinks import discard_uncommitted, temp_dir
 from pipelines.stream import run_stream
-from pipelines.summary import build_summary, counters_of, format_summary, save_summary
+from pipelines.summary import build_summary, counters_of, format_summary, save_summary, stored_anything
+from schemas import SCHEMA_VERSION
 
+FAILED = 1
 USAGE_ERROR = 2
 LOCKED = 75  # EX_TEMPFAIL: try again later
-ABORTED = 130  # a stream's poll cut short by a second stop signal
+ABORTED = 130  # a stream's poll cut short by a second stop signal (128 + SIGINT; a batch run stopped by a
+# signal exits 128 + its number)
 
 # Runners seen to lose data, with the last Beam version they were checked on and what they lose. A newer Beam
 # runs them with a warning until someone checks it; then the entry goes, or its version moves.
@@ -57,11 +69,28 @@ class UsageError(Exception):
     pass
 
 
+class Stopped(Exception):
+    """A batch run stopped by a signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def newsbeam_version() -> str:
+    try:
+        return version("newsbeam")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="newsbeam",
         description="Ingest RSS/Atom feeds into Parquet: articles, stories and rejects.",
     )
+    parser.add_argument("--version", action="version", version=f"newsbeam {newsbeam_version()} (schema "
+                        f"{SCHEMA_VERSION}, Apache Beam {beam.__version__})")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
         "run",
@@ -96,7 +125,11 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--config", required=True, metavar="PATH", help="the TOML config file")
         command.add_argument("--output", metavar="DIR",
                              help="output directory or filesystem URL (overrides [output] path in the config)")
+        command.add_argument("--debug", action="store_true",
+                             help="print the traceback of a failure (otherwise one line, the traceback in a log file)")
     stream.add_argument("--polls", type=_positive_int, metavar="N", help="stop after N polls")
+    for command in (run, stream, compact_):  # for naming the closest option to an unknown one
+        command.set_defaults(own=[o for a in command._actions for o in a.option_strings if o.startswith("--")])
     return parser
 
 
@@ -111,46 +144,78 @@ def new_run() -> Run:
     return Run(run_id=f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}", started_at=now)
 
 
+# What an output directory holds: its datasets, and beside them the run summaries, state, lock and files not
+# yet committed, damaged files and compaction's replaced files.
+OUTPUT_DIRS = ("articles", "stories", "rejects", "_runs", "_state", "_lock", "_tmp", "_damaged", "_compacting")
+
+
 def prepare_output(path: str) -> None:
-    """Fail early, with a usage error, when the output location cannot be written."""
+    """Fail early, with a usage error, when the output location cannot be written, or when what should be one
+    of its directories is something else."""
+    if "://" not in path:
+        for name in OUTPUT_DIRS:
+            if os.path.lexists(os.path.join(path, name)) and not os.path.isdir(os.path.join(path, name)):
+                raise UsageError(f"output {path}: {name} is not a directory (newsbeam keeps its {name} there)")
     probe = f"{path.rstrip('/')}/_runs/.write-probe"
     try:
         with FileSystems.create(probe, compression_type="uncompressed") as f:
             f.write(b"ok")
-        FileSystems.delete([probe])
     except Exception as e:  # filesystems raise their own error types
         raise UsageError(f"output {path}: not writable ({e})") from None
+    finally:
+        with contextlib.suppress(Exception):
+            delete([probe])
 
 
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
 
 
-def check_beam_options(beam_args: list[str]) -> None:
-    """Beam options Beam cannot parse, a ``--runner`` it cannot create and a runner known to lose data are
-    usage errors found before any work (Beam itself would print its whole usage, or a traceback, once the
-    run has started)."""
-    errors = io.StringIO()
+def check_beam_options(beam_args: list[str], own: list[str]) -> None:
+    """Options neither newsbeam (``own``) nor Beam knows, values Beam cannot parse, a ``--runner`` it cannot
+    create and a runner known to lose data are usage errors found before any work (Beam itself would drop an
+    unknown option with a warning and run anyway, or print its whole usage, or a traceback, once the run has
+    started)."""
+    runner = _parse_beam_options(beam_args, [])  # values first: a runner module may define more options
+    if runner is not None:
+        known = LOSES_DATA.get(runner.rsplit(".", 1)[-1].lower())
+        if known is not None:
+            checked, what = known
+            if _version(beam.__version__) <= _version(checked):
+                raise UsageError(f"--runner={runner}: refused, it loses data with Beam {beam.__version__}: {what}")
+            logging.getLogger(__name__).warning("%s lost data up to Beam %s (%s); not checked with %s", runner,
+                                                checked, what, beam.__version__)
+        try:
+            create_runner(runner)
+        except (ValueError, ImportError) as e:
+            raise UsageError(f"--runner={runner}: {str(e).strip().rstrip(',')}") from None
+    _parse_beam_options(beam_args, own)
+
+
+def _parse_beam_options(beam_args: list[str], own: list[str]) -> str | None:
+    """Parse Beam's options as Beam does; the ``--runner`` they name. With ``own`` (newsbeam's options), an
+    argument no option takes is a ``UsageError`` naming the closest known option."""
+    errors, seen = io.StringIO(), {}
+
+    def inspect(parser: argparse.ArgumentParser) -> None:  # Beam's parser, with every option it knows
+        seen["options"] = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+        seen["unknown"] = parser.parse_known_args(beam_args)[1]
+
     try:
         with contextlib.redirect_stderr(errors):
-            PipelineOptions(beam_args).get_all_options()
+            options = PipelineOptions(beam_args)
+            options.get_all_options(add_extra_args_fn=inspect, retain_unknown_options=True)
     except SystemExit:  # argparse's way of rejecting a value: the last line says which
         lines = errors.getvalue().strip().splitlines() or ["invalid Beam option"]
         raise UsageError(lines[-1].split("error: ", 1)[-1]) from None
-    runner = PipelineOptions(beam_args).view_as(StandardOptions).runner
-    if runner is None:
-        return
-    known = LOSES_DATA.get(runner.rsplit(".", 1)[-1].lower())
-    if known is not None:
-        checked, what = known
-        if _version(beam.__version__) <= _version(checked):
-            raise UsageError(f"--runner={runner}: refused, it loses data with Beam {beam.__version__}: {what}")
-        logging.getLogger(__name__).warning("%s lost data up to Beam %s (%s); not checked with %s", runner,
-                                            checked, what, beam.__version__)
-    try:
-        create_runner(runner)
-    except (ValueError, ImportError) as e:
-        raise UsageError(f"--runner={runner}: {str(e).strip().rstrip(',')}") from None
+    unknown = seen.get("unknown", []) if own else []
+    if unknown:
+        name = unknown[0].split("=", 1)[0]
+        close = difflib.get_close_matches(name, [*own, *seen["options"]], n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UsageError(f"unknown option {unknown[0]}{hint}; see newsbeam {{run,stream,compact}} --help and "
+                         "Beam's pipeline options")
+    return options.view_as(StandardOptions).runner
 
 
 def run_batch(config: Config, beam_args: list[str], run: Run | None = None) -> dict:
@@ -158,13 +223,16 @@ def run_batch(config: Config, beam_args: list[str], run: Run | None = None) -> d
     summary (also saved)."""
     run = run or new_run()
     with OutputLock(config.output.path, run.run_id):
-        return run_once(config, beam_args, run)
+        summary = run_once(config, beam_args, run)
+        save_summary(config.output.path, summary)
+        return summary
 
 
-def stream(config: Config, beam_args: list[str], stop: threading.Event, polls: int | None = None) -> dict:
+def stream(config: Config, beam_args: list[str], stop: threading.Event, polls: int | None = None,
+           stream_run: Run | None = None) -> dict:
     """Poll until stopped (``pipelines.stream``), holding the output's lock throughout; returns the stream's
     summary."""
-    stream_run = new_run()
+    stream_run = stream_run or new_run()
     output = config.output.path
     compacted_on = None  # the stream holds the lock compaction needs, so it compacts old partitions itself,
     # after its first poll of each day (where the filesystem allows it)
@@ -172,14 +240,17 @@ def stream(config: Config, beam_args: list[str], stop: threading.Event, polls: i
     def poll() -> dict:
         nonlocal compacted_on
         summary = run_once(config, beam_args, new_run())
+        if stored_anything(summary):  # an idle poll adds no file: the stream's summary counts it
+            save_summary(output, summary)
         today = datetime.now(UTC).date()
         if "://" not in output and compacted_on != today:
             compacted_on = today
             with contextlib.suppress(CannotCompact):
                 done = compact(output, config.stories.window_days, datetime.now(UTC), new_run().run_id)
                 if done.partitions:
-                    print(f"compacted {done.partitions} partitions older than {config.stories.window_days:g} "
-                          f"days: {done.files_before} files -> {done.files_after}", flush=True)
+                    print(f"compacted {_plural(done.partitions, 'partition')} older than "
+                          f"{config.stories.window_days:g} days: {done.files_before} files -> {done.files_after}",
+                          flush=True)
         return summary
 
     with OutputLock(output, stream_run.run_id):
@@ -189,20 +260,28 @@ def stream(config: Config, beam_args: list[str], stop: threading.Event, polls: i
 
 def run_once(config: Config, beam_args: list[str], run: Run) -> dict:
     """One run of the pipeline; the caller holds the output's lock. Files a killed run left uncommitted are
-    removed first."""
+    removed first, and the datasets' files checked (``pipelines.datasets``)."""
     output = config.output.path
     discard_uncommitted(output)
+    feeds_state = state_dir(output, "feeds")
+    checked = check_datasets(output, run.run_id, forget_feeds=lambda: forget_feed_states(feeds_state, run.run_id))
     options = PipelineOptions(with_defaults(beam_args))
     runner = local_runner(options) if options.view_as(StandardOptions).runner is None else None
     pipeline = beam.Pipeline(runner=runner, options=options)
-    build(pipeline, config, run)
+    build(pipeline, config, run, all_stories=checked.damaged("stories"))
     result = pipeline.run()
     result.wait_until_finish()
-    summary = build_summary(counters_of(result), run, datetime.now(UTC), output)
-    save_summary(output, summary)
-    if FileSystems.exists(temp_dir(output, run.run_id)):
-        FileSystems.delete([temp_dir(output, run.run_id)])
+    summary = build_summary(counters_of(result), run, datetime.now(UTC), output, datasets=checked.as_dict(),
+                            failing=failing_feeds(feeds_state))
+    delete([temp_dir(output, run.run_id)])
     return summary
+
+
+def failing_feeds(feeds_state: str) -> list[dict]:
+    """The feeds whose last read failed, as the committed feed states record them."""
+    states, _ = load_feed_states(feeds_state)
+    return [{"url": s.feed_url, "reason": s.failing, "since": s.failing_since}
+            for s in sorted(states.values(), key=lambda s: s.feed_url) if s.failing]
 
 
 def with_defaults(beam_args: list[str]) -> list[str]:
@@ -222,16 +301,29 @@ def local_runner(options: PipelineOptions) -> PipelineRunner:
         beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
 
 
+NEXT = {  # what the next run does after a failed one, by command
+    "run": "the next run removes what this one left uncommitted, recognises what it stored and fetches the rest "
+           "again",
+    "stream": "the next run or stream removes what the poll under way left uncommitted and continues from the "
+              "last committed poll",
+    "compact": "readers were not affected; the next compaction removes what this one left and starts again",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     args, beam_args = _parser().parse_known_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.debug:  # a failure is one line, its traceback in a file: not Beam's logged tracebacks too
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_not_beams_errors)
+    own = args.own
     try:
         config = load_config(args.config)
-        if args.output:
-            config = replace(config, output=OutputConfig(path=args.output))
+        config = replace(config, output=OutputConfig(path=resolve_output(args.output or config.output.path)))
         if args.command == "compact" and beam_args:
+            _parse_beam_options([], own)  # compact takes no Beam options: name the closest of its own
             raise UsageError(f"compact: unrecognized arguments: {' '.join(beam_args)}")
-        check_beam_options(beam_args)
+        check_beam_options(beam_args, own)
         prepare_output(config.output.path)
     except ConfigError as e:
         print(f"newsbeam: config error: {e}", file=sys.stderr)
@@ -239,36 +331,140 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"newsbeam: {e}", file=sys.stderr)
         return USAGE_ERROR
+    run = new_run()
     try:
         if args.command == "stream":
-            return _stream_until_stopped(config, beam_args, args.polls)
+            return _stream_until_stopped(config, beam_args, args.polls, run)
         if args.command == "compact":
-            return _compact(config)
-        summary = run_batch(config, beam_args)
+            return _compact(config, run)
+        with _stopped_by_signals():
+            summary = run_batch(config, beam_args, run)
     except Locked as e:
         print(f"newsbeam: {e}", file=sys.stderr)
         return LOCKED
+    except NewerSchema as e:
+        print(f"newsbeam: {e}", file=sys.stderr)
+        return USAGE_ERROR
+    except Stopped as e:
+        print(f"newsbeam: run {run.run_id} stopped by {e} before it finished; {NEXT['run']}", file=sys.stderr)
+        return 128 + e.signum
+    except Exception as e:  # the output could not be written: one line, the traceback in a log file
+        return _failed(args.command, run, config.output.path, e, args.debug)
     print(format_summary(summary))
     return 0
 
 
-def _compact(config: Config) -> int:
-    run = new_run()
+def _not_beams_errors(record: logging.LogRecord) -> bool:
+    return not (record.name.startswith("apache_beam") and record.levelno >= logging.ERROR)
+
+
+@contextlib.contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM stop a batch run (``Stopped``, which the lock and the CLI clean up after); Beam's
+    own handlers may turn the interruption into an error of theirs, so the signal is remembered too."""
+    caught: list[int] = []
+
+    def on_signal(signum: int, _frame) -> None:
+        caught.append(signum)
+        raise Stopped(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with OutputLock(config.output.path, run.run_id):
-            done = compact(config.output.path, config.stories.window_days, run.started_at, run.run_id)
+        yield
+    except Stopped:
+        raise
+    except BaseException:
+        if caught:
+            raise Stopped(caught[0]) from None
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def failure_line(error: BaseException) -> str:
+    """What failed, in one line: the step, if Beam names one, and the innermost operating-system error (a full
+    disk, lost permissions), else the exception's type and first line."""
+    chain, seen = [], set()
+    item: BaseException | None = error
+    while item is not None and id(item) not in seen:
+        seen.add(id(item))
+        chain.append(item)
+        item = item.__cause__ or item.__context__
+    text = " ".join(str(e) for e in chain)
+    os_error = next((e for e in reversed(chain) if isinstance(e, OSError) and e.strerror), None)
+    if os_error is not None:
+        what = os_error.strerror + (f": {os_error.filename}" if os_error.filename else "")
+    else:
+        errno_text = re.search(r"\[Errno \d+\] ([^'\"\n\]]+)", text)
+        first = (str(error).strip().splitlines() or [""])[0]
+        what = errno_text.group(1).strip() if errno_text else f"{type(error).__name__}: {first}"[:300]
+    steps = re.findall(r"while running '([^'/]+)", text)
+    return (f" in {steps[-1]}" if steps else "") + f": {what}"
+
+
+def _failed(command: str, run: Run, output: str, error: BaseException, debug: bool) -> int:
+    details = "".join(traceback.format_exception(error))
+    if debug:
+        print(details, file=sys.stderr)
+        where = "above"
+    else:
+        where = _save_traceback(output, run.run_id, details)
+    print(f"newsbeam: {command} {run.run_id} failed{failure_line(error)}; {NEXT[command]} "
+          f"(traceback: {where})", file=sys.stderr)
+    return FAILED
+
+
+def _save_traceback(output: str, run_id: str, details: str) -> str:
+    """The traceback, in ``_runs/<run_id>.error.txt`` beside the output, else (a full disk) in a temporary
+    file; where it went."""
+    path = f"{output.rstrip('/')}/_runs/{run_id}.error.txt"
+    try:
+        with FileSystems.create(path, compression_type="uncompressed") as f:
+            f.write(details.encode())
+        return path
+    except Exception:  # the output is what failed: the local temporary directory may do
+        with tempfile.NamedTemporaryFile("w", prefix=f"newsbeam-{run_id}-", suffix=".txt", delete=False) as f:
+            f.write(details)
+        return f.name
+
+
+def _compact(config: Config, run: Run) -> int:
+    output = config.output.path
+    try:
+        with OutputLock(output, run.run_id):
+            discard_uncommitted(output)
+            checked = check_datasets(output, run.run_id, lambda: forget_feed_states(state_dir(output, "feeds"),
+                                                                                    run.run_id))
+            done = compact(output, config.stories.window_days, run.started_at, run.run_id)
+            delete([temp_dir(output, run.run_id)])
     except CannotCompact as e:
         print(f"newsbeam: compact: {e}", file=sys.stderr)
         return USAGE_ERROR
-    datasets = ", ".join(f"{name} {before} -> {after}" for name, (before, after) in done.by_dataset.items())
-    print(f"newsbeam compact {run.run_id}: {done.partitions} partitions older than "
-          f"{config.stories.window_days:g} days, {done.rows} rows; files {datasets}")
-    for skipped in done.skipped:
-        print(f"  left as it is: {skipped}")
+    print(compact_report(run.run_id, config.stories.window_days, checked, done))
     return 0
 
 
-def _stream_until_stopped(config: Config, beam_args: list[str], polls: int | None) -> int:
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def compact_report(run_id: str, window_days: float, checked: Checked, done) -> str:
+    datasets = ", ".join(f"{name} {before} -> {after}" for name, (before, after) in done.by_dataset.items())
+    lines = [f"newsbeam compact {run_id}: {_plural(done.partitions, 'partition')} older than {window_days:g} days "
+             f"compacted, {_plural(done.rows, 'row')}; files {datasets}"]
+    if done.single:
+        lines.append(f"  {_plural(done.single, 'older partition')} already one file each, left as "
+                     f"{'it is' if done.single == 1 else 'they are'}")
+    if sum(checked.upgraded.values()):
+        lines.append(f"  {_plural(sum(checked.upgraded.values()), 'file')} of older schema versions rewritten to "
+                     f"schema {SCHEMA_VERSION}")
+    lines += [f"  damaged, set aside in _damaged/: {path}" for path in checked.set_aside]
+    lines += [f"  left as it is: {skipped}" for skipped in done.skipped]
+    return "\n".join(lines)
+
+
+def _stream_until_stopped(config: Config, beam_args: list[str], polls: int | None, run: Run) -> int:
     """The stream, stopped by the first SIGINT or SIGTERM after its poll under way, aborted by a second."""
     stop = threading.Event()
 
@@ -281,9 +477,9 @@ def _stream_until_stopped(config: Config, beam_args: list[str], polls: int | Non
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        summary = stream(config, beam_args, stop, polls)
+        summary = stream(config, beam_args, stop, polls, run)
     except KeyboardInterrupt:
-        print("newsbeam: stream aborted during a poll; the next run or stream clears up after it", file=sys.stderr)
+        print(f"newsbeam: stream aborted during a poll; {NEXT['stream']}", file=sys.stderr)
         return ABORTED
     finally:
         for sig, handler in previous.items():

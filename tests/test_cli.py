@@ -84,7 +84,7 @@ def test_missing_page_and_broken_feed_are_rejects(fixtures_run):
     rejects = {(r["stage"], r["reason"]): r for r in read(fixtures_run, "rejects")}
     assert set(rejects) == {("fetch", "http_4xx"), ("feed", "bad_feed")}
     assert rejects[("fetch", "http_4xx")]["url"] == A.MISSING["link"]
-    assert rejects[("feed", "bad_feed")]["url"].endswith("fixtures/feeds/broken.xml")
+    assert rejects[("feed", "bad_feed")]["url"] == "../fixtures/feeds/broken.xml"  # as the config names it
 
 
 def test_stories_table_and_summary(fixtures_run):
@@ -110,9 +110,12 @@ def test_second_run_adds_no_articles_and_keeps_ids(tmp_path):
     assert {(r["article_id"], r["story_id"], r["duplicate_of"]) for r in read(out, "articles")} == first
     summaries = sorted((out / "_runs").glob("*.json"))
     second = json.loads(summaries[-1].read_text())
-    # unchanged feeds cost their one read and no further work; the broken feed is rejected again
-    assert second["feeds"] == {"polled": 7, "unchanged": 6, "rejected": 1, "ill_formed": 0}
+    # unchanged feeds cost their one read and no further work; the broken feed, failing as before, is listed
+    # but not stored again: the second run adds no file to any dataset
+    assert second["feeds"] == {"polled": 7, "unchanged": 6, "failing": 1, "rejected": 0, "ill_formed": 0}
     assert second["entries"]["seen"] == 0 and second["articles_written"] == 0 and second["reconciled"]
+    assert [f["url"] for f in second["failing_feeds"]] == ["../fixtures/feeds/broken.xml"]
+    assert len(list(out.glob("*/*/*.parquet"))) == 3
 
 
 def test_changed_feed_skips_entries_already_stored(tmp_path):
@@ -136,6 +139,7 @@ def test_multi_processing_gives_the_same_rows(fixtures_run, tmp_path, capfd):
     assert "INFO:apache_beam.runners.worker" not in capfd.readouterr().err  # workers log at WARNING
     key = lambda rows: sorted((r["url"], r["article_id"], r["story_id"], r["duplicate_of"]) for r in rows)  # noqa: E731
     assert key(read(out, "articles")) == key(read(fixtures_run, "articles"))
+    assert len(list(out.glob("*/*/*.parquet"))) == 3  # one file per dataset, however many workers wrote it
     assert sorted(s["story_id"] for s in read(out, "stories")) == \
         sorted(s["story_id"] for s in read(fixtures_run, "stories"))
 
