@@ -21,11 +21,14 @@ import json
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
+
+from pipelines.paths import delete, within
 
 HEARTBEAT = 10.0  # seconds between two heartbeats of the owner
 STALE_AFTER = 120.0  # seconds without a heartbeat after which a claim is dead
@@ -56,15 +59,19 @@ class OutputLock:
 
     def acquire(self) -> None:
         self._write_claim()
-        for path, claim in self._claims():
+        for path, claim, written_at in self._claims():
             if claim.get("run_id") == self.run_id:
                 continue
-            if self._alive(claim):
+            if self._alive(claim, written_at):
                 self.release()
+                if _heartbeat(claim) is None:
+                    raise Locked(f"output {self.output} has a claim that cannot be read ({path}, written "
+                                 f"{time.time() - written_at:.0f}s ago; it counts as dead {STALE_AFTER:.0f}s "
+                                 "after it was written); try again later")
                 raise Locked(f"output {self.output} is being written by run {claim.get('run_id')} "
                              f"(host {claim.get('host')}, pid {claim.get('pid')}, last heartbeat "
                              f"{claim.get('heartbeat')}); try again later")
-            FileSystems.delete([path])  # a dead run's claim
+            delete([path])  # a dead run's claim
         self._stop.clear()
         self._beat = threading.Thread(target=self._heartbeat, name="newsbeam-lock-heartbeat", daemon=True)
         self._beat.start()
@@ -74,8 +81,7 @@ class OutputLock:
         if self._beat is not None:
             self._beat.join()
             self._beat = None
-        if FileSystems.exists(self.path):
-            FileSystems.delete([self.path])
+        delete([self.path])
 
     def __enter__(self) -> OutputLock:
         self.acquire()
@@ -94,28 +100,40 @@ class OutputLock:
         while not self._stop.wait(HEARTBEAT):
             self._write_claim()
 
-    def _claims(self) -> list[tuple[str, dict[str, Any]]]:
-        found = FileSystems.match([f"{lock_dir(self.output)}/*.json"])[0].metadata_list
+    def _claims(self) -> list[tuple[str, dict[str, Any], float]]:
+        """(path, claim, when its file was last written) of every claim; a claim that cannot be read is
+        ``{"run_id": <its file's name>}``."""
+        found = FileSystems.match([within(lock_dir(self.output), "*.json")])[0].metadata_list
         claims = []
         for meta in found:
             try:
                 with FileSystems.open(meta.path, compression_type="uncompressed") as f:
                     claim = json.loads(f.read())
-            except (OSError, ValueError):  # being rewritten, or gone since the listing
-                claim = {"run_id": meta.path.rsplit("/", 1)[-1].removesuffix(".json")}
-            claims.append((meta.path, claim if isinstance(claim, dict) else {}))
+            except (OSError, ValueError):  # being rewritten, garbage, or gone since the listing
+                claim = None
+            if not isinstance(claim, dict):
+                claim = {}
+            claim.setdefault("run_id", meta.path.rsplit("/", 1)[-1].removesuffix(".json"))
+            claims.append((meta.path, claim, meta.last_updated_in_seconds))
         return claims
 
-    def _alive(self, claim: dict[str, Any]) -> bool:
-        try:
-            beat = datetime.fromisoformat(claim["heartbeat"])
-        except (KeyError, TypeError, ValueError):
-            return True  # unreadable (being rewritten): assume it lives, refusing is the safe side
+    def _alive(self, claim: dict[str, Any], written_at: float) -> bool:
+        beat = _heartbeat(claim)
+        if beat is None:  # unreadable: as old as its file
+            return time.time() - written_at <= STALE_AFTER
         if (datetime.now(UTC) - beat).total_seconds() > STALE_AFTER:
             return False
         if claim.get("host") == self.host and isinstance(claim.get("pid"), int):
             return _process_exists(claim["pid"])
         return True
+
+
+def _heartbeat(claim: dict[str, Any]) -> datetime | None:
+    try:
+        beat = datetime.fromisoformat(claim["heartbeat"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return beat if beat.tzinfo is not None else None
 
 
 def _process_exists(pid: int) -> bool:

@@ -80,6 +80,27 @@ def test_dead_claims_are_cleared_and_live_ones_block(tmp_path, claim, blocks):
             assert not (tmp_path / "_lock" / "run-old.json").exists()
 
 
+@pytest.mark.parametrize("content", [b"{not json", b"", b"[1, 2]", b'{"heartbeat": "yesterday"}', "directory"])
+def test_a_claim_that_cannot_be_read_is_judged_by_its_age(tmp_path, content):
+    """Garbage a disk or a hand left in ``_lock/`` blocks like a fresh claim, and is dead once as old as a
+    silent one: it never locks the output for good."""
+    (tmp_path / "_lock").mkdir()
+    garbage = tmp_path / "_lock" / "X.json"
+    if content == "directory":  # not a claim at all: it blocks nothing
+        garbage.mkdir()
+        (garbage / "inner.json").write_text("{}")
+        with OutputLock(str(tmp_path), "run-new"):
+            return
+    garbage.write_bytes(content)
+    with pytest.raises(Locked, match="cannot be read"):  # as young as a live claim
+        OutputLock(str(tmp_path), "run-new").acquire()
+    old = time.time() - STALE_AFTER - 60
+    os.utime(garbage, (old, old))
+    with OutputLock(str(tmp_path), "run-new"):
+        assert not garbage.exists()
+    assert not list((tmp_path / "_lock").iterdir())
+
+
 def test_a_second_writer_exits_75_and_stores_nothing(tmp_path):
     out = tmp_path / "out"
     first = start_cli(out)
