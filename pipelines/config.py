@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import posixpath
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,12 @@ class FetchConfig:
 
 
 @dataclass(frozen=True)
+class ExtractConfig:
+    # groups of registrable domains that are one site: a page on one may name its canonical URL on another
+    same_site: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclass(frozen=True)
 class StoriesConfig:
     window_days: float = 3.0  # how far apart in time two articles of one story may be
     threshold: float = 0.25  # minimum similarity between an article and a story to join it
@@ -69,6 +76,7 @@ class Config:
     source: str  # the file this config was read from
     feeds: tuple[FeedSpec, ...]
     fetch: FetchConfig = field(default_factory=FetchConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
     stories: StoriesConfig = field(default_factory=StoriesConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
@@ -103,7 +111,7 @@ def load_config(path: str | Path) -> Config:
 
 
 def parse_config(doc: dict[str, Any], name: str, base_dir: Path) -> Config:
-    _no_unknown(doc, {"feeds", "fetch", "stories", "output", "stream"}, name, "")
+    _no_unknown(doc, {"feeds", "fetch", "extract", "stories", "output", "stream"}, name, "")
     feeds = doc.get("feeds")
     if not isinstance(feeds, list) or not feeds:
         raise ConfigError(name, "feeds", "at least one [[feeds]] table with a url or opml is required")
@@ -111,6 +119,7 @@ def parse_config(doc: dict[str, Any], name: str, base_dir: Path) -> Config:
         source=name,
         feeds=tuple(spec for i, f in enumerate(feeds) for spec in _feeds(f, name, f"feeds[{i}]", base_dir)),
         fetch=_fetch(_table(doc, "fetch", name), name, base_dir),
+        extract=_extract(_table(doc, "extract", name), name),
         stories=_stories(_table(doc, "stories", name), name),
         output=OutputConfig(path=_resolve(_get(_table(doc, "output", name), "path", str, name, "output",
                                                OutputConfig.path), base_dir)),
@@ -270,6 +279,26 @@ def replay_manifest(path: str) -> dict[str, Recorded]:
                                   _get(item, "content_type", str, where, key, None),
                                   _get(item, "location", str, where, key, None))
     return responses
+
+
+_DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}")
+
+
+def _extract(raw: dict[str, Any], name: str) -> ExtractConfig:
+    _no_unknown(raw, set(ExtractConfig.__dataclass_fields__), name, "extract")
+    groups = _get(raw, "same_site", list, name, "extract", [])
+    same_site = []
+    for i, group in enumerate(groups):
+        key = f"extract.same_site[{i}]"
+        if not isinstance(group, list) or len(group) < 2 or not all(isinstance(d, str) for d in group):
+            raise ConfigError(name, key, "must be a list of at least two domains, e.g. [\"example.com\", "
+                                         "\"example.co.uk\"]")
+        domains = tuple(d.strip().lower() for d in group)
+        bad = [d for d in domains if not _DOMAIN.fullmatch(d)]
+        if bad:
+            raise ConfigError(name, key, f"{bad[0]!r} is not a domain name (no scheme, path or port)")
+        same_site.append(domains)
+    return ExtractConfig(same_site=tuple(same_site))
 
 
 def _stories(raw: dict[str, Any], name: str) -> StoriesConfig:

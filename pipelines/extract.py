@@ -3,7 +3,9 @@
 Each page is parsed once into an lxml tree. The metadata the page declares (``pipelines.pagemeta``:
 title, authors, date, language, canonical link, ...) is read from it, then trafilatura extracts the
 main text (reader comments excluded, precision favoured) from the same tree. The page's metadata wins;
-the feed entry fills what the page lacks. A publication time after the fetch (a time-zone slip, a scheduled
+the feed entry fills what the page lacks. The page's declared canonical URL identifies the article only when
+it names the same page on the same site (``urls.identifying_url``); otherwise its own final URL does, and the
+article says why (``canonical_ignored``). A publication time after the fetch (a time-zone slip, a scheduled
 post) is capped at the fetch time; the claim is kept in ``claimed_published_at``. A page with no article
 text becomes a ``Reject`` (stage ``extract``). Pure per element: no ordering or cross-article state.
 """
@@ -21,18 +23,19 @@ from charset_normalizer import from_bytes
 from charset_normalizer.md import mess_ratio
 
 from pipelines import metrics
+from pipelines.config import ExtractConfig
 from pipelines.failures import Guarded
 from pipelines.pagemeta import page_meta
 from pipelines.records import Article, Page, Reject
 from pipelines.text import clean, content_hash
-from pipelines.urls import article_id, canonicalize, host_of, is_web_url, resolve_url
+from pipelines.urls import article_id, host_of, identifying_url, is_web_url, resolve_url
 from pipelines.words import words
 
 REJECTS = "rejects"
 
-# A page is empty when its text has fewer words (with a letter or digit) than this, in any script (``words`` segments scripts written
-# without spaces): a menu ("Home | News"), a caption. A news brief of one short sentence under its headline
-# is an article ("地震造成三人死亡" is four words).
+# A page is empty when its text has fewer words (with a letter or digit) than this, in any script (``words``
+# segments scripts written without spaces): a menu ("Home | News"), a caption. A news brief of one short
+# sentence under its headline is an article ("地震造成三人死亡" is four words).
 MIN_WORDS = 3
 
 
@@ -90,8 +93,9 @@ def decode(body: bytes, content_type: str | None) -> str | bytes:
     return fallback[1] if fallback is not None else body
 
 
-def extract_article(page: Page) -> Article:
-    """The article on a page, or ExtractError."""
+def extract_article(page: Page, same_site: tuple[tuple[str, ...], ...] = ()) -> Article:
+    """The article on a page, or ExtractError. ``same_site``: groups of domains that are one site, whose pages
+    may name their canonical URL on each other (``urls.identifying_url``)."""
     # imported on first use: a run that finds nothing new never needs trafilatura (a tenth of a second)
     from trafilatura import bare_extraction
     from trafilatura.settings import Document
@@ -118,7 +122,7 @@ def extract_article(page: Page) -> Article:
     count = len(found)
 
     entry = page.entry
-    canonical = meta.canonical or canonicalize(page.final_url)
+    canonical, canonical_ignored = identifying_url(meta.canonical, page.final_url, same_site)
     authors = _authors("; ".join(meta.authors)) or _authors(entry.author)
     claimed = _published(meta.date, entry.published_at)
     published = min(claimed, page.fetched_at) if claimed else None  # nothing is published after we fetched it
@@ -142,6 +146,7 @@ def extract_article(page: Page) -> Article:
         image_url=_image_url(page.final_url, meta.image),
         tags=meta.tags or None,
         claimed_published_at=claimed if claimed != published else None,
+        canonical_ignored=canonical_ignored,
     )
 
 
@@ -193,13 +198,16 @@ def _published(page_date: str | None, entry_time: datetime | None) -> datetime |
 
 
 class _ExtractFn(beam.DoFn):
+    def __init__(self, same_site: tuple[tuple[str, ...], ...]):
+        self._same_site = same_site
+
     def setup(self) -> None:
         # trafilatura logs an ERROR for every page it cannot use; here each one is a reject row already
         logging.getLogger("trafilatura").setLevel(logging.CRITICAL)
 
     def process(self, page: Page) -> Iterator:
         try:
-            article = extract_article(page)
+            article = extract_article(page, self._same_site)
         except ExtractError as e:
             yield beam.pvalue.TaggedOutput(REJECTS, Reject(page.entry.link, page.entry.feed_url, "extract",
                                                            e.reason, e.detail, datetime.now(UTC)))
@@ -211,5 +219,10 @@ class _ExtractFn(beam.DoFn):
 class ExtractArticles(beam.PTransform):
     """Page -> ``articles`` (Article) and ``rejects`` (Reject, stage ``extract``)."""
 
+    def __init__(self, config: ExtractConfig | None = None):
+        super().__init__()
+        self._same_site = (config or ExtractConfig()).same_site
+
     def expand(self, pages):
-        return pages | "Extract" >> Guarded(beam.ParDo(_ExtractFn()), "extract", REJECTS, main="articles")
+        return pages | "Extract" >> Guarded(beam.ParDo(_ExtractFn(self._same_site)), "extract", REJECTS,
+                                            main="articles")

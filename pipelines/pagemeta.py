@@ -20,7 +20,7 @@ from datetime import datetime
 from html import unescape
 
 from pipelines.text import clean
-from pipelines.urls import canonicalize, is_web_url
+from pipelines.urls import is_web_url, resolve_url
 
 MAX_JSON_LD = 200_000  # characters per script; larger ones are not metadata
 _ARTICLE_TYPES = re.compile(r"(Article|BlogPosting|Report|Posting|Story)$", re.I)
@@ -41,7 +41,7 @@ class PageMeta:
     image: str | None = None
     tags: tuple[str, ...] = ()
     language: str | None = None  # ISO 639 code, lower case, without region
-    canonical: str | None = None  # rel=canonical or og:url, canonicalised, when it names an article (not a home page)
+    canonical: str | None = None  # rel=canonical, else og:url, as declared (resolved against the page's URL)
 
 
 def page_meta(tree, url: str | None = None) -> PageMeta:
@@ -63,7 +63,7 @@ def page_meta(tree, url: str | None = None) -> PageMeta:
                       *meta.get("article:section", []), *meta.get("article:tag", []),
                       *meta.get("keywords", []), *meta.get("news_keywords", [])]) or _tag_links(tree)),
         language=_language(tree, meta),
-        canonical=_canonical(tree, meta),
+        canonical=_canonical(tree, meta, url),
     )
 
 
@@ -252,12 +252,13 @@ def _language(tree, meta: dict[str, list[str]]) -> str | None:
     return None
 
 
-def _canonical(tree, meta: dict[str, list[str]]) -> str | None:
+def _canonical(tree, meta: dict[str, list[str]], url: str | None) -> str | None:
+    """The page's declared canonical URL: a claim, which extraction trusts or not (``urls.identifying_url``)."""
     hrefs = [e.get("href") or "" for e in tree.iter("link") if (e.get("rel") or "").lower() == "canonical"]
     for href in [*hrefs, *meta.get("og:url", [])]:
-        canonical = canonicalize(href)
-        if is_web_url(canonical) and canonical.rstrip("/").count("/") > 2:
-            return canonical
+        declared = (resolve_url(url, href) if url else href.strip()) or href.strip()
+        if is_web_url(declared):
+            return declared
     return None
 
 

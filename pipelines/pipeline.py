@@ -52,7 +52,7 @@ def build(p: beam.Pipeline, config: Config, run: Run, fetcher: Fetcher | None = 
         output, ENTRY_COLUMNS, key=entry_key, lookups=entry_lookups, order=entry_order, link=lambda e: e.link,
         settled=True)
     fetched = entries["new"] | "FetchPages" >> FetchPages(fetcher)
-    extracted = fetched["pages"] | "ExtractArticles" >> ExtractArticles()
+    extracted = fetched["pages"] | "ExtractArticles" >> ExtractArticles(config.extract)
     featured = extracted["articles"] | "StoryFeatures" >> StoryFeatures(run)
     staged = featured["main"] | "StageArticles" >> StageArticles(f"{temp_dir(output, run.run_id)}/staged")
     refs = staged["main"] | "SkipKnownArticles" >> SkipKnown(

@@ -151,6 +151,7 @@ class Article:
     image_url: str | None = None
     tags: tuple[str, ...] | None = None
     claimed_published_at: datetime | None = None  # the publication time declared, when later than fetched_at
+    canonical_ignored: str | None = None  # the canonical URL the page declared, when not used, and why
 
     def __post_init__(self) -> None:
         _scrub_strings(self)  # pages are where untrusted text enters

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 # 1.1: articles.description, image_url, tags; 1.2: articles.claimed_published_at; 2.0: rejects.at renamed
-# rejected_at (AT is a keyword in DuckDB 2.0)
+# rejected_at (AT is a keyword in DuckDB 2.0), articles.canonical_ignored
 SCHEMA_VERSION = "2.0"
 
 # Columns renamed since 1.0, per dataset: old name -> current name.
@@ -65,6 +65,10 @@ ARTICLES = _schema("articles", [
     ("claimed_published_at", _TS, True,
      "The publication time the page or feed declared, when it was later than fetched_at (a time-zone slip, a "
      "scheduled post) and published_at was capped to fetched_at; null otherwise."),
+    ("canonical_ignored", pa.string(), True,
+     "The canonical URL the page declared, when it did not identify the article, and why: not a valid URL, on "
+     "another site, or another page of the site (so canonical_url is the page's own final URL); null when the "
+     "declared canonical URL, or none, was used."),
 ])
 
 STORIES = _schema("stories", [

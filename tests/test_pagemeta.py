@@ -91,10 +91,13 @@ def test_date_from_the_url_but_never_from_prose():
     assert meta_of("", "<p>The company was founded on 4 March 2016 in Paris.</p>").date is None
 
 
-def test_a_home_page_canonical_or_a_non_web_one_is_ignored():
-    assert meta_of('<link rel="canonical" href="https://news.example/">').canonical is None
+def test_the_declared_canonical_is_read_as_declared_and_a_non_web_one_is_ignored():
+    # whether it identifies the article is the extract stage's decision (urls.identifying_url)
+    assert meta_of('<link rel="canonical" href="https://news.example/">').canonical == "https://news.example/"
     assert meta_of('<link rel="canonical" href="javascript:alert(1)">').canonical is None
     assert meta_of('<meta property="og:url" content="https://news.example/a/b">').canonical == "https://news.example/a/b"
+    assert meta_of('<link rel="canonical" href="/politics/story?id=1">').canonical == \
+        "https://news.example/politics/story?id=1"  # relative: resolved against the page's URL
 
 
 @pytest.mark.parametrize("script", [
