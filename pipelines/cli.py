@@ -210,12 +210,15 @@ def _parse_beam_options(beam_args: list[str], own: list[str]) -> str | None:
         raise UsageError(lines[-1].split("error: ", 1)[-1]) from None
     unknown = seen.get("unknown", []) if own else []
     if unknown:
-        name = unknown[0].split("=", 1)[0]
-        close = difflib.get_close_matches(name, [*own, *seen["options"]], n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise UsageError(f"unknown option {unknown[0]}{hint}; see newsbeam {{run,stream,compact}} --help and "
-                         "Beam's pipeline options")
+        raise _unknown(unknown[0], [*own, *seen["options"]])
     return options.view_as(StandardOptions).runner
+
+
+def _unknown(argument: str, known: list[str]) -> UsageError:
+    close = difflib.get_close_matches(argument.split("=", 1)[0], known, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return UsageError(f"unknown option {argument}{hint}; see newsbeam {{run,stream,compact}} --help and Beam's "
+                      "pipeline options")
 
 
 def run_batch(config: Config, beam_args: list[str], run: Run | None = None) -> dict:
@@ -313,16 +316,17 @@ NEXT = {  # what the next run does after a failed one, by command
 def main(argv: list[str] | None = None) -> int:
     args, beam_args = _parser().parse_known_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if not args.debug:  # a failure is one line, its traceback in a file: not Beam's logged tracebacks too
+    if args.debug:  # the tracebacks of elements that became internal_error rejects, too
+        logging.getLogger("pipelines").setLevel(logging.INFO)
+    else:  # a failure is one line, its traceback in a file: not Beam's logged tracebacks too
         for handler in logging.getLogger().handlers:
             handler.addFilter(_not_beams_errors)
     own = args.own
     try:
         config = load_config(args.config)
         config = replace(config, output=OutputConfig(path=resolve_output(args.output or config.output.path)))
-        if args.command == "compact" and beam_args:
-            _parse_beam_options([], own)  # compact takes no Beam options: name the closest of its own
-            raise UsageError(f"compact: unrecognized arguments: {' '.join(beam_args)}")
+        if args.command == "compact" and beam_args:  # it takes no Beam options
+            raise _unknown(beam_args[0], own)
         check_beam_options(beam_args, own)
         prepare_output(config.output.path)
     except ConfigError as e:
@@ -385,20 +389,24 @@ def _stopped_by_signals() -> Iterator[None]:
 def failure_line(error: BaseException) -> str:
     """What failed, in one line: the step, if Beam names one, and the innermost operating-system error (a full
     disk, lost permissions), else the exception's type and first line."""
-    chain, seen = [], set()
-    item: BaseException | None = error
-    while item is not None and id(item) not in seen:
-        seen.add(id(item))
-        chain.append(item)
-        item = item.__cause__ or item.__context__
-    text = " ".join(str(e) for e in chain)
-    os_error = next((e for e in reversed(chain) if isinstance(e, OSError) and e.strerror), None)
+    found: list[BaseException] = []
+    pending: list[BaseException | None] = [error]
+    while pending:  # causes, contexts, and what Beam's I/O errors and wrappers hold
+        item = pending.pop()
+        if item is None or any(item is e for e in found):
+            continue
+        found.append(item)
+        details = getattr(item, "exception_details", None)
+        held = details.values() if isinstance(details, dict) else ()
+        pending += [item.__cause__, item.__context__,
+                    *(e for e in (*item.args, *held) if isinstance(e, BaseException))]
+    text = " ".join(str(e) for e in found)
+    os_error = next((e for e in reversed(found) if isinstance(e, OSError) and e.strerror), None)
     if os_error is not None:
-        what = os_error.strerror + (f": {os_error.filename}" if os_error.filename else "")
+        what = f"{os_error.strerror}" + (f": {os_error.filename}" if os_error.filename else "")
     else:
-        errno_text = re.search(r"\[Errno \d+\] ([^'\"\n\]]+)", text)
         first = (str(error).strip().splitlines() or [""])[0]
-        what = errno_text.group(1).strip() if errno_text else f"{type(error).__name__}: {first}"[:300]
+        what = f"{type(error).__name__}: {first}"[:300]
     steps = re.findall(r"while running '([^'/]+)", text)
     return (f" in {steps[-1]}" if steps else "") + f": {what}"
 
@@ -424,9 +432,11 @@ def _save_traceback(output: str, run_id: str, details: str) -> str:
             f.write(details.encode())
         return path
     except Exception:  # the output is what failed: the local temporary directory may do
-        with tempfile.NamedTemporaryFile("w", prefix=f"newsbeam-{run_id}-", suffix=".txt", delete=False) as f:
-            f.write(details)
-        return f.name
+        with contextlib.suppress(Exception):
+            delete([path])
+        with tempfile.NamedTemporaryFile("w", prefix=f"newsbeam-{run_id}-", suffix=".txt", delete=False) as tmp:
+            tmp.write(details)
+        return tmp.name
 
 
 def _compact(config: Config, run: Run) -> int:

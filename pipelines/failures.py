@@ -87,7 +87,8 @@ def rejects_for(element: Any, stage: str, detail: str, at: datetime | None = Non
 def _dead_letter_rejects(dead: tuple[Any, tuple[type, str, list[str]]], stage: str) -> Iterator[Reject]:
     element, (_, _, lines) = dead
     detail = _detail(lines)
-    _log.warning("%s stage: %s on %s\n%s", stage, detail, subjects(element)[:3], "".join(lines[-6:]))
+    # each failure is a reject row with this detail and counted in the summary; the traceback is for --debug
+    _log.info("%s stage: %s on %s\n%s", stage, detail, subjects(element)[:3], "".join(lines[-6:]))
     yield from rejects_for(element, stage, detail)
 
 
@@ -100,7 +101,7 @@ def attempt(work: Callable[[], T]) -> tuple[T | None, str | None]:
     try:
         return work(), None
     except Exception as e:  # the mechanism itself: any failure becomes a reject row
-        _log.warning("%s", describe(e), exc_info=True)
+        _log.info("%s", describe(e), exc_info=True)  # a reject row tells it; the traceback is for --debug
         return None, describe(e)
 
 

@@ -187,10 +187,10 @@ def _parse_feed_states(lines: Iterator[Any]) -> dict[str, FeedState]:
 
 
 def write_feed_states(states: list[FeedState], state_dir: str, run_id: str,
-                      retry: Iterable[tuple[str, str]] = ()) -> str:
+                      retry: Iterable[tuple[str, str]] = ()) -> str | None:
     """Writes a run's feed states as a snapshot to commit, each with the links of ``retry`` ((feed, link) of
     the entries this run rejected for a reason that may pass) added to those it carries; returns its file
-    name."""
+    name, or None when the snapshot in force holds the same (nothing to commit)."""
     links: dict[str, set[str]] = {}
     for feed_url, link in retry:
         links.setdefault(feed_url, set()).add(link)
@@ -234,7 +234,7 @@ class _ReadFeedFn(FetcherDoFn):
             current = FeedState(feed.url, hashlib.sha256(resp.body).hexdigest(), resp.headers.get("etag"),
                                 resp.headers.get("last-modified"))
             unchanged = previous is not None and (resp.status == 304 or current.content_hash == previous.content_hash)
-            if unchanged and not retry:  # one request, no further work
+            if previous is not None and unchanged and not retry:  # one request, no further work
                 metrics.inc("feeds_unchanged")
                 yield beam.pvalue.TaggedOutput(STATES, dataclasses.replace(
                     previous, failing=None, failing_since=None) if resp.status == 304 else current)
