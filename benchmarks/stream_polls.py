@@ -1,10 +1,12 @@
 """Streaming: how long a poll takes, and whether the state beside the dataset stays bounded over many polls.
 
     python benchmarks/stream_polls.py [--polls 1000] [--per-poll 3] [--interval 300] [--report 50]
+                                      [--idle-polls 100]
 
 1. Poll time on the fixtures: ``newsbeam stream --polls 3`` over ``configs/fixtures.toml`` (the first poll
    stores everything, the others find every feed unchanged), and, as the reference measured in the same
-   invocation, a batch run of the same job into an empty output.
+   invocation, a batch run of the same job into an empty output. Then the files that ``--idle-polls`` more
+   polls of the same stored output add anywhere under it (goal: none).
 2. State size: a synthetic feed served on 127.0.0.1 gains ``--per-poll`` articles each poll (three write-ups
    of each event; the feed lists its latest 50 entries), polled ``--polls`` times on a simulated clock
    ``--interval`` seconds apart that ends now. Every ``--report`` polls it prints the bytes under
@@ -88,8 +90,15 @@ def index_stories(output: Path) -> int:
     return len(load_index(str(output / "_state" / "stories"))[0].stories)
 
 
-def fixtures_poll_time(work: Path) -> None:
-    from pipelines.cli import main
+def fixtures_poll_time(work: Path, idle_polls: int) -> None:
+    import contextlib
+    import io
+    import re
+    import threading
+    from dataclasses import replace
+
+    from pipelines.cli import main, stream
+    from pipelines.config import OutputConfig, StreamConfig, load_config
 
     for attempt in ("warm-up", "batch"):  # the first pipeline of a process pays Beam's one-off start-up costs
         start = time.perf_counter()
@@ -97,16 +106,25 @@ def fixtures_poll_time(work: Path) -> None:
                      str(work / attempt)]) == 0
         batch = time.perf_counter() - start
     print()
-    assert main(["stream", "--config", str(ROOT / "configs" / "fixtures.toml"), "--output", str(work / "stream"),
-                 "--polls", "3"]) == 0
-    import json
-
-    summaries = [json.loads(p.read_text()) for p in (work / "stream" / "_runs").glob("*.json")]
-    polls = sorted((s for s in summaries if s.get("kind") != "stream"), key=lambda s: s["run_id"])
-    first, rest = polls[0]["seconds"], [p["seconds"] for p in polls[1:]]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["stream", "--config", str(ROOT / "configs" / "fixtures.toml"), "--output",
+                     str(work / "stream"), "--polls", "3"]) == 0
+    first, *rest = [float(s) for s in re.findall(r"^poll \d+ \S+ \(([\d.]+)s\)", printed.getvalue(), re.M)]
     print(f"\nfixtures: batch run {batch:.2f}s; poll 1 (stores everything) {first:.2f}s = {first / batch:.2f}x the "
           f"batch run; later polls (nothing new) {', '.join(f'{s:.2f}s' for s in rest)} = "
           f"{sum(rest) / len(rest) / batch:.2f}x")
+    if idle_polls:
+        output = work / "stream"
+        files = lambda: {p for p in output.rglob("*") if p.is_file()}  # noqa: E731
+        before = files()
+        config = replace(load_config(ROOT / "configs" / "fixtures.toml"), output=OutputConfig(path=str(output)),
+                         stream=StreamConfig(poll_interval=0.01))
+        with contextlib.redirect_stdout(io.StringIO()):
+            stream(config, [], threading.Event(), idle_polls)
+        added = sorted(str(p.relative_to(output)) for p in files() - before)
+        print(f"{idle_polls} more polls finding nothing new added {len(added)} file(s) under the output: "
+              + (", ".join(added) or "none"))
 
 
 def state_over_polls(work: Path, polls: int, per_poll: int, interval: float, report: int) -> None:
@@ -148,12 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=300.0)
     parser.add_argument("--report", type=int, default=50)
     parser.add_argument("--skip-fixtures", action="store_true")
+    parser.add_argument("--idle-polls", type=int, default=100)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if not args.skip_fixtures:
-            fixtures_poll_time(work)
+            fixtures_poll_time(work, args.idle_polls)
         state_over_polls(work, args.polls, args.per_poll, args.interval, args.report)
     return 0
 

@@ -34,7 +34,7 @@ def poll_line(number: int, summary: dict) -> str:
     if not summary["metrics_available"]:
         return f"{head}: counts unavailable, the runner reported no metrics"
     f, e, s = summary["feeds"], summary["entries"], summary["stories"]
-    return (f"{head}: feeds {f['polled']} polled ({f['unchanged']} unchanged, {f['rejected']} rejected); "
+    return (f"{head}: feeds {f['polled']} polled ({f['unchanged']} unchanged, {f['failing']} failing); "
             f"entries {e['seen']} seen = {e['articles_written']} stored + {e['rejected']} rejected + "
             f"{e['already_stored']} already stored; stories {s['new']} new, {s['continued']} continued"
             + ("" if summary["reconciled"] else "  ** DOES NOT RECONCILE **"))

@@ -187,6 +187,56 @@ def test_a_bad_beam_option_exits_2_before_any_work(tmp_path, option, says):
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("args, says", [
+    (["--runer=DataflowRunner"], "unknown option --runer=DataflowRunner (did you mean --runner?)"),
+    (["--direct_num_worker", "2"], "unknown option --direct_num_worker (did you mean --direct_num_workers?)"),
+    (["--pols", "3"], "unknown option --pols"),
+    (["--outptu", "x"], "unknown option --outptu (did you mean --output?)"),
+])
+def test_an_unknown_option_exits_2_naming_the_closest_known_one(tmp_path, args, says):
+    result = cli("run", "--config", str(FIXTURES_CONFIG), "--output", str(tmp_path / "out"), *args)
+    assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out" / "articles").exists()
+    stream = cli("stream", "--config", str(FIXTURES_CONFIG), "--output", str(tmp_path / "out"), "--pols", "3")
+    assert stream.returncode == 2 and "(did you mean --polls?)" in stream.stderr
+
+
+def test_version():
+    result = cli("--version")
+    assert result.returncode == 0 and result.stdout.startswith("newsbeam ") and "schema 2.0" in result.stdout
+
+
+def test_a_relative_output_is_resolved_once_and_works_on_every_run(tmp_path):
+    for _ in range(2):
+        result = subprocess.run([sys.executable, "-m", "pipelines", "run", "--config", str(FIXTURES_CONFIG),
+                                 "--output", "rel/out"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert f"-> {tmp_path / 'rel' / 'out'}" in result.stdout
+    assert len(read(tmp_path / "rel" / "out", "articles")) == 26
+
+
+def test_an_output_whose_dataset_is_a_file_exits_2_with_one_line(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "articles").write_text("not a directory")
+    result = cli("run", "--config", str(FIXTURES_CONFIG), "--output", str(tmp_path / "out"))
+    assert result.returncode == 2 and "articles is not a directory" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_output_does_not_depend_on_where_the_project_is_checked_out(fixtures_run, tmp_path):
+    """The fixtures job in another checkout: every stored value is the same but the run's own ids and times."""
+    other = tmp_path / "elsewhere" / "checkout"
+    for folder in ("configs", "fixtures"):
+        shutil.copytree(ROOT / folder, other / folder)
+    out = tmp_path / "out"
+    assert main(["run", "--config", str(other / "configs" / "fixtures.toml"), "--output", str(out)]) == 0
+    own = {"run_id", "fetched_at", "rejected_at", "ingest_date", "first_seen", "last_seen"}
+    for name in ("articles", "stories", "rejects"):
+        key = lambda rows: sorted(json.dumps({k: str(v) for k, v in r.items() if k not in own}, sort_keys=True)  # noqa: E731
+                                  for r in rows)
+        assert key(read(out, name)) == key(read(fixtures_run, name)), name
+
+
 def test_unusable_output_exits_2(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

@@ -217,3 +217,17 @@ def test_a_reader_that_opened_a_partition_before_its_exchange_still_finds_its_ol
         assert [p.name for p in partition.iterdir()] == ["compacted-20261130T000000Z-compac.parquet"]
     finally:
         os.close(opened)
+
+
+def test_the_report_counts_in_words_and_says_what_it_left_alone():
+    from pipelines.cli import compact_report
+    from pipelines.compact import Compacted
+    from pipelines.datasets import Checked
+
+    one = Compacted(partitions=1, rows=1, by_dataset={"articles": (2, 1)}, single=2)
+    report = compact_report("r1", 3.0, Checked(upgraded={"articles": 1}), one)
+    assert report.startswith("newsbeam compact r1: 1 partition older than 3 days compacted, 1 row;")
+    assert "2 older partitions already one file each, left as they are" in report
+    assert "1 file of older schema versions rewritten" in report
+    none = compact_report("r2", 3.0, Checked(), Compacted(single=1))
+    assert "0 partitions older than 3 days compacted" in none and "1 older partition already one file" in none

@@ -17,3 +17,13 @@ def test_readme_documents_every_column():
 def test_readme_lists_every_reject_reason():
     for reason in REJECT_REASONS:
         assert f"`{reason}`" in README, reason
+
+
+def test_the_stored_field_docs_name_every_stage():
+    from pipelines.records import STAGES
+    from schemas import REJECTS
+
+    doc = REJECTS.field("stage").metadata[b"doc"].decode()
+    section = README.split("### `rejects/`", 1)[1].split("###", 1)[0]
+    for stage in STAGES:
+        assert stage in doc and f"`{stage}`" in section, stage

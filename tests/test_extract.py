@@ -170,3 +170,25 @@ LEGACY = [  # (text, its legacy charset): pages that browsers would show right o
 def test_legacy_charsets_are_detected_when_the_label_is_wrong_or_missing(text, charset, label):
     body = f"<html><body><article><p>{text * 3}</p></article></body></html>".encode(charset)
     assert text in decode(body, label)
+
+
+@pytest.mark.parametrize("headline, body", [
+    ("Police arrest man after stabbing in central London leaves two injured, officials say",
+     "Police arrest man after stabbing in central London leaves two injured, officials say"),  # the body is its
+    ("地震造成三人死亡", "地震造成三人死亡。"),  # headline, as briefs are; four words in a script without spaces
+    ("Пожар на складе в Москве", "Пожар на складе в Москве потушен."),
+])
+def test_a_one_sentence_brief_is_an_article_in_every_script(headline, body):
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{headline}</title></head><body><article>"
+            f"<h1>{headline}</h1>\n<p>{body}</p>\n</article></body></html>").encode()
+    entry = make_entry("https://a.example/brief")
+    article = extract_article(Page(entry, entry.link, 200, "text/html", page, datetime(2025, 6, 14, tzinfo=UTC)))
+    assert article.text == body and article.title == headline
+
+
+def test_a_page_with_nothing_but_its_headline_is_empty():
+    page = b"<html><head><title>Only a headline</title></head><body><h1>Only a headline</h1></body></html>"
+    entry = make_entry("https://a.example/headline")
+    with pytest.raises(ExtractError) as err:
+        extract_article(Page(entry, entry.link, 200, "text/html", page, datetime(2025, 6, 14, tzinfo=UTC)))
+    assert err.value.reason == "empty_extraction"

@@ -147,3 +147,30 @@ def test_unparseable_entry_link_is_a_reject_not_a_crash():
     entries, rejects, _ = parse_feed(body, "https://site.example/rss", NOW)
     assert [e.link for e in entries] == ["https://a.example/ok"]
     assert [(r.url, r.reason) for r in rejects] == [("http://[::1/broken", "bad_url")]
+
+
+def test_a_feed_failing_for_the_same_reason_is_one_reject_row_from_its_first_failure(tmp_path):
+    """A broken feed is listed as failing by every run, but stored in rejects/ once per change of its state:
+    a new reason, or a failure after it was read again."""
+    feed = FeedSpec("feeds/news.xml", location=str(tmp_path / "news.xml"))
+    state_dir = str(tmp_path / "state")
+
+    def read(run_id: str, rejects: list[tuple[str, str]]) -> None:
+        with TestPipeline() as p:
+            out = p | beam.Create([feed]) | ReadFeeds(Fetcher(FetchConfig()), state_dir)
+            _ = (out["states"] | beam.combiners.ToList()
+                 | beam.Map(lambda states: state.commit(state_dir, write_feed_states(states, state_dir, run_id))))
+            assert_that(out["rejects"] | beam.Map(lambda r: (r.url, r.reason)), equal_to(rejects))
+
+    read("20250601T000000Z-run001", [(feed.url, "not_found")])  # named as the config names it
+    read("20250602T000000Z-run002", [])  # failing as before: no row
+    (tmp_path / "news.xml").write_text("<html>an error page</html>")
+    read("20250603T000000Z-run003", [(feed.url, "bad_feed")])  # another reason: a row
+    read("20250604T000000Z-run004", [])
+    failing = load_feed_states(state_dir)[0][feed.url]
+    assert failing.failing == "bad_feed" and failing.failing_since.startswith("20") and failing.content_hash is None
+    (tmp_path / "news.xml").write_bytes((FIXTURES / "feeds" / "econ.xml").read_bytes())
+    read("20250605T000000Z-run005", [])  # read again
+    assert load_feed_states(state_dir)[0][feed.url].failing is None
+    (tmp_path / "news.xml").unlink()
+    read("20250606T000000Z-run006", [(feed.url, "not_found")])  # failing anew

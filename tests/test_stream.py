@@ -118,6 +118,25 @@ def test_a_stream_stores_each_entry_of_a_growing_feed_once(tmp_path, site, capsy
     assert stream["stories"]["continued"] >= 2  # the event's later write-ups joined its story
 
 
+def test_idle_polls_add_no_file(tmp_path, site, capsys):
+    """Once a stream has stored what its feeds hold, a poll that finds nothing new adds no file anywhere: no
+    dataset file, no state snapshot, no poll summary (the stream's own summary, rewritten, counts it)."""
+    site.chunks = [[p for chunk in site.chunks for p in chunk]]  # a feed that no longer grows
+    config = config_for(tmp_path, site, interval=0.05)
+    out = tmp_path / "out"
+    listing = lambda: sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())  # noqa: E731
+    assert main(["stream", "--config", config, "--polls", "1"]) == 0
+    after_one = listing()
+    assert main(["stream", "--config", config, "--polls", "6"]) == 0
+    added = sorted(set(listing()) - set(after_one))
+    (summary,) = added  # the second stream's summary alone
+    assert summary.startswith("_runs/") and json.loads((out / summary).read_text())["polls"] == 6
+    assert set(after_one) <= set(listing())
+    lines = capsys.readouterr().out.splitlines()
+    assert site.hits["/feed.xml"] == 7
+    assert sum("feeds 1 polled (1 unchanged, 0 failing); entries 0 seen" in line for line in lines) == 6
+
+
 def test_batch_runs_and_a_stream_take_over_from_each_other(tmp_path, site, capsys):
     config = config_for(tmp_path, site)
     assert main(["run", "--config", config]) == 0  # batch: chunk 1
@@ -130,7 +149,7 @@ def test_batch_runs_and_a_stream_take_over_from_each_other(tmp_path, site, capsy
     assert main(["stream", "--config", config, "--polls", "1"]) == 0  # the feed no longer grows ...
     assert len(rows(out, "articles", ["url"])) == before == 26
     # ... which the stream knows from the feed state the batch run saved
-    assert "feeds 1 polled (1 unchanged, 0 rejected); entries 0 seen" in capsys.readouterr().out
+    assert "feeds 1 polled (1 unchanged, 0 failing); entries 0 seen" in capsys.readouterr().out
 
 
 def test_a_stop_signal_ends_the_stream_after_its_poll_and_the_lock_is_held_until_then(tmp_path, site):
@@ -156,7 +175,7 @@ def test_a_stop_signal_ends_the_stream_after_its_poll_and_the_lock_is_held_until
 # --- the loop itself, without Beam ---
 
 SUMMARY = {"run_id": "r", "seconds": 1.0, "metrics_available": True, "reconciled": True,
-           "feeds": {"polled": 2, "unchanged": 1, "rejected": 0, "ill_formed": 0},
+           "feeds": {"polled": 2, "unchanged": 1, "failing": 0, "rejected": 0, "ill_formed": 0},
            "entries": {"seen": 5, "articles_written": 3, "rejected": 1, "already_stored": 1},
            "articles_written": 3, "duplicates": {"exact": 0, "near": 1},
            "stories": {"new": 2, "continued": 1, "index_restored": 0}, "state": {"snapshots_unreadable": 0},
@@ -166,7 +185,7 @@ STREAM = Run("20261130T000000Z-abcdef", datetime(2026, 11, 30, tzinfo=UTC))
 
 def test_poll_line_and_stream_summary_add_up_the_polls():
     line = poll_line(4, SUMMARY)
-    assert line.startswith("poll 4 r (1.0s): feeds 2 polled (1 unchanged, 0 rejected); entries 5 seen = 3 stored")
+    assert line.startswith("poll 4 r (1.0s): feeds 2 polled (1 unchanged, 0 failing); entries 5 seen = 3 stored")
     other = {**SUMMARY, "run_id": "s", "rejects": {"total": 2, "by_reason": {"timeout": 2}}}
     total = stream_summary(STREAM, [SUMMARY, other], STREAM.started_at, "out", 60.0, "polls")
     assert total["entries"] == {"seen": 10, "articles_written": 6, "rejected": 2, "already_stored": 2}
