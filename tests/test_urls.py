@@ -1,3 +1,4 @@
+import os
 import re
 
 import pytest
@@ -93,4 +94,4 @@ def test_an_output_location_is_matched_literally_whatever_its_characters(path):
     pattern = re.compile(FileSystem.translate_pattern(f"{literal(location)}/articles/*"))
     assert pattern.match(f"{location}/articles/x.parquet")
     assert not pattern.match(f"/out/{path}x/articles/x.parquet")
-    assert resolve_output(location) == location and resolve_output("gs://b/x/") == "gs://b/x"
+    assert resolve_output(location) == os.path.normpath(location) and resolve_output("gs://b/x/") == "gs://b/x"
