@@ -46,6 +46,7 @@ from pipelines.lock import Locked, OutputLock
 from pipelines.paths import delete, resolve_output
 from pipelines.pipeline import build, state_dir
 from pipelines.records import Run
+from pipelines.runners import CannotInstall, install_prism, prism_version, with_installed_runner
 from pipelines.sinks import discard_uncommitted, temp_dir
 from pipelines.stream import run_stream
 from pipelines.summary import build_summary, counters_of, format_summary, save_summary, stored_anything
@@ -112,6 +113,15 @@ def _parser() -> argparse.ArgumentParser:
             "Further options are passed to Apache Beam unchanged."
         ),
     )
+    install = sub.add_parser(
+        "install-runners",
+        help="install Beam's Prism runner for this Beam version (go install, into a cache outside the checkout)",
+        description=(
+            "Install the Prism runner at the installed Beam SDK's version with go install, into "
+            "$NEWSBEAM_RUNNERS (default ~/.cache/newsbeam/runners). Does nothing when it is there already; "
+            "runs need no network afterwards. newsbeam run --runner=PrismRunner then uses it."
+        ),
+    )
     compact_ = sub.add_parser(
         "compact",
         help="rewrite each partition older than [stories] window_days into one file",
@@ -128,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--debug", action="store_true",
                              help="print the traceback of a failure (otherwise one line, the traceback in a log file)")
     stream.add_argument("--polls", type=_positive_int, metavar="N", help="stop after N polls")
+    install.set_defaults(own=[], debug=False)
     for command in (run, stream, compact_):  # for naming the closest option to an unknown one
         command.set_defaults(own=[o for a in command._actions for o in a.option_strings if o.startswith("--")])
     return parser
@@ -171,11 +182,11 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
 
 
-def check_beam_options(beam_args: list[str], own: list[str]) -> None:
+def check_beam_options(beam_args: list[str], own: list[str]) -> str | None:
     """Options neither newsbeam (``own``) nor Beam knows, values Beam cannot parse, a ``--runner`` it cannot
     create and a runner known to lose data are usage errors found before any work (Beam itself would drop an
     unknown option with a warning and run anyway, or print its whole usage, or a traceback, once the run has
-    started)."""
+    started). Returns the ``--runner`` named, if any."""
     runner = _parse_beam_options(beam_args, [])  # values first: a runner module may define more options
     if runner is not None:
         known = LOSES_DATA.get(runner.rsplit(".", 1)[-1].lower())
@@ -190,6 +201,7 @@ def check_beam_options(beam_args: list[str], own: list[str]) -> None:
         except (ValueError, ImportError) as e:
             raise UsageError(f"--runner={runner}: {str(e).strip().rstrip(',')}") from None
     _parse_beam_options(beam_args, own)
+    return runner
 
 
 def _parse_beam_options(beam_args: list[str], own: list[str]) -> str | None:
@@ -321,13 +333,17 @@ def main(argv: list[str] | None = None) -> int:
     else:  # a failure is one line, its traceback in a file: not Beam's logged tracebacks too
         for handler in logging.getLogger().handlers:
             handler.addFilter(_not_beams_errors)
+        # a runner's job server (Prism) starting and stopping is not news
+        logging.getLogger("apache_beam.utils.subprocess_server").setLevel(logging.ERROR)
     own = args.own
+    if args.command == "install-runners":
+        return _install_runners(beam_args)
     try:
         config = load_config(args.config)
         config = replace(config, output=OutputConfig(path=resolve_output(args.output or config.output.path)))
         if args.command == "compact" and beam_args:  # it takes no Beam options
             raise _unknown(beam_args[0], own)
-        check_beam_options(beam_args, own)
+        beam_args = with_installed_runner(beam_args, check_beam_options(beam_args, own))
         prepare_output(config.output.path)
     except ConfigError as e:
         print(f"newsbeam: config error: {e}", file=sys.stderr)
@@ -437,6 +453,19 @@ def _save_traceback(output: str, run_id: str, details: str) -> str:
         with tempfile.NamedTemporaryFile("w", prefix=f"newsbeam-{run_id}-", suffix=".txt", delete=False) as tmp:
             tmp.write(details)
         return tmp.name
+
+
+def _install_runners(extra: list[str]) -> int:
+    if extra:
+        print(f"newsbeam: {_unknown(extra[0], [])}", file=sys.stderr)
+        return USAGE_ERROR
+    try:
+        path, installed = install_prism()
+    except CannotInstall as e:
+        print(f"newsbeam: install-runners: {e}", file=sys.stderr)
+        return FAILED
+    print(f"prism {prism_version()}: {'installed' if installed else 'already installed'} at {path}")
+    return 0
 
 
 def _compact(config: Config, run: Run) -> int:

@@ -1,0 +1,76 @@
+"""Beam's real runners: installing Prism, and the same output on Prism as in process.
+
+The Prism tests need ``newsbeam install-runners`` to have run (``.ci/run`` does); without the binary they skip
+and say so."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pipelines import runners
+from pipelines.cli import main
+from tests.conftest import FIXTURES_CONFIG, read_dataset
+from tests.test_stream import assert_each_served_entry_ends_once, config_for, seed_stories
+from tests.test_stream import site as site  # noqa: F401 (the fixture)
+
+PRISM = runners.prism_path()
+needs_prism = pytest.mark.skipif(not PRISM.is_file(), reason=f"Prism is not installed at {PRISM}: run "
+                                                              "`newsbeam install-runners`")
+OWN = {"run_id", "fetched_at", "rejected_at", "ingest_date", "first_seen", "last_seen"}
+
+
+def test_install_is_idempotent_and_a_run_on_prism_uses_the_installed_binary(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEWSBEAM_RUNNERS", str(tmp_path))
+    assert runners.with_installed_runner(["--runner=PrismRunner"], "PrismRunner") == ["--runner=PrismRunner"]
+    monkeypatch.setattr(runners.shutil, "which", lambda _: None)  # no go: installing needs it ...
+    with pytest.raises(runners.CannotInstall, match="the go command is not installed"):
+        runners.install_prism()
+    binary = runners.prism_path()
+    binary.parent.mkdir(parents=True)
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    assert runners.install_prism() == (binary, False)  # ... but not once it is installed
+    assert runners.with_installed_runner(["--runner=PrismRunner"], "PrismRunner") == [
+        "--runner=PrismRunner", f"--prism_location={binary}"]
+    assert runners.with_installed_runner(["--prism_location=/x"], "PrismRunner") == ["--prism_location=/x"]
+    assert runners.with_installed_runner([], None) == []
+    assert str(binary).startswith(str(tmp_path)) and runners.prism_version() in str(binary)
+
+
+def rows(out: Path, name: str) -> list[str]:
+    """A dataset's rows without the values of the run that wrote them (ids, times)."""
+    return sorted(json.dumps({k: str(v) for k, v in r.items() if k not in OWN}, sort_keys=True)
+                  for r in read_dataset(out, name).to_pylist())
+
+
+@needs_prism
+def test_the_fixtures_job_on_prism_equals_the_in_process_run_and_a_rerun_stores_nothing(tmp_path):
+    outputs = {"in_process": [], "prism": ["--runner=PrismRunner"]}
+    for name, args in outputs.items():
+        assert main(["run", "--config", str(FIXTURES_CONFIG), "--output", str(tmp_path / name), *args]) == 0
+    for dataset in ("articles", "stories", "rejects"):
+        assert rows(tmp_path / "prism", dataset) == rows(tmp_path / "in_process", dataset), dataset
+    assert main(["run", "--config", str(FIXTURES_CONFIG), "--output", str(tmp_path / "prism"),
+                 "--runner=PrismRunner"]) == 0
+    summaries = sorted((tmp_path / "prism" / "_runs").glob("*.json"), key=os.path.getmtime)
+    first, again = (json.loads(p.read_text()) for p in summaries)
+    assert first["reconciled"] and first["metrics_available"] and first["articles_written"] == 26
+    assert again["reconciled"] and again["articles_written"] == 0 and again["entries"]["seen"] == 0
+
+
+@needs_prism
+def test_three_runs_of_a_growing_feed_on_prism_equal_those_in_process(tmp_path, site):  # noqa: F811
+    """Copies, a dead link and stories that continue across runs: on Prism as in process, with each served
+    entry stored or rejected once, and the seeds spread over three runs one story."""
+    for name, args in (("in_process", []), ("prism", ["--runner=PrismRunner"])):
+        site.hits.clear()  # the feed lists one more chunk of entries at each request
+        (tmp_path / name).mkdir()
+        config = config_for(tmp_path / name, site)
+        for _ in range(3):
+            assert main(["run", "--config", config, *args]) == 0
+        assert_each_served_entry_ends_once(tmp_path / name / "out", site)
+    for dataset in ("articles", "stories", "rejects"):
+        assert rows(tmp_path / "prism" / "out", dataset) == rows(tmp_path / "in_process" / "out", dataset), dataset
+    assert len(seed_stories(tmp_path / "prism" / "out")) == 1
