@@ -48,13 +48,19 @@ def install_prism() -> tuple[Path, bool]:
     staging = target.parent / "partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    done = subprocess.run([go, "install", f"{PRISM_MODULE}@{prism_version()}"], capture_output=True, text=True,
-                          env={**os.environ, "GOBIN": str(staging)}, timeout=1800)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise CannotInstall(f"prism {prism_version()}: go install failed: {last}")
-    os.replace(staging / "prism", target)  # complete or absent: a killed install leaves no binary here
-    shutil.rmtree(staging, ignore_errors=True)
+    # Go's module and build caches (about 1.5 GB for Prism) live only as long as the install: the binary is
+    # what is kept
+    env = {**os.environ, "GOBIN": str(staging / "bin"), "GOMODCACHE": str(staging / "mod"),
+           "GOCACHE": str(staging / "build"), "GOFLAGS": f"{os.environ.get('GOFLAGS', '')} -modcacherw".strip()}
+    try:
+        done = subprocess.run([go, "install", f"{PRISM_MODULE}@{prism_version()}"], capture_output=True,
+                              text=True, env=env, timeout=1800)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise CannotInstall(f"prism {prism_version()}: go install failed: {last}")
+        os.replace(staging / "bin" / "prism", target)  # complete or absent: a killed install leaves none here
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return target, True
 
 
