@@ -13,6 +13,8 @@ RSS feeds of 50 entries, and for each N runs, in the same invocation and each as
   ``trafilatura.extract`` extracts it;
 - ``newsbeam``: ``newsbeam run`` on the default in-process runner, into an empty output;
 - ``newsbeam x2``: the same with ``--direct_running_mode=multi_processing --direct_num_workers=2``;
+- ``newsbeam prism``: the same on Beam's Prism runner (``--runner=PrismRunner``), when ``newsbeam
+  install-runners`` has installed it;
 - ``stage work``: the reference's loop with newsbeam's own per-page work in place of ``trafilatura.extract``
   (``extract_article`` and the story features, as the pipeline computes them), without Beam: what the
   pipeline would cost with no runner at all, so its ratio to the reference bounds the in-process run's.
@@ -20,9 +22,10 @@ RSS feeds of 50 entries, and for each N runs, in the same invocation and each as
 Printed per N: seconds, pages/s, the ratio to the reference's pages/s, the two-worker speed-up over the
 in-process run, and the peak resident memory of each process tree (sampled every 50 ms from /proc), with
 the growth per article between the smallest and each larger N. First, the fixed cost: the fastest of three
-runs over one page, of ``newsbeam run`` and of the reference. Last, the goals of issue 11, each with its
-figure and whether it is met; for two workers also the most any split of the per-page work could give
-(Amdahl's bound: the in-process run's fixed cost F stays serial, ``T / (F + (T - F) / 2)``).
+runs over one page, of ``newsbeam run`` (in process, and on Prism when installed) and of the reference.
+Last, the goals of issue 11, each with its figure and whether it is met; for two workers also the most any
+split of the per-page work could give (Amdahl's bound: the in-process run's fixed cost F stays serial,
+``T / (F + (T - F) / 2)``).
 """
 
 from __future__ import annotations
@@ -170,7 +173,11 @@ def _or_dash(value: float, width: int, decimals: int) -> str:
     return f"{value:>{width}.{decimals}f}" if value == value else f"{'-':>{width}}"
 
 
-KINDS = ("reference", "stage work", "newsbeam", "newsbeam x2")
+def kinds() -> tuple[str, ...]:
+    from pipelines.runners import prism_path
+
+    prism = ("newsbeam prism",) if prism_path().is_file() else ()
+    return ("reference", "stage work", "newsbeam", "newsbeam x2", *prism)
 
 
 def run_kind(name: str, corpus: Corpus, work: Path) -> tuple[float, int]:
@@ -180,18 +187,21 @@ def run_kind(name: str, corpus: Corpus, work: Path) -> tuple[float, int]:
         return seconds, peak
     if name == "newsbeam":
         return newsbeam(corpus, work, "inprocess")
+    if name == "newsbeam prism":
+        return newsbeam(corpus, work, "prism", "--runner=PrismRunner")
     return newsbeam(corpus, work, "two", "--direct_running_mode=multi_processing", "--direct_num_workers=2")
 
 
 def fixed_cost(data: Path, runs: int = 3) -> dict[str, float]:
-    """The fastest of ``runs`` runs over a one-page corpus, for newsbeam in process and the reference."""
+    """The fastest of ``runs`` runs over a one-page corpus, for newsbeam (in process, and on Prism when it is
+    installed) and the reference."""
     corpus = Corpus(data, 1)
     server, corpus.base = serve(partial(answer, corpus))
     best: dict[str, float] = {}
     try:
         for _ in range(runs):
             with tempfile.TemporaryDirectory() as tmp:
-                for name in ("reference", "newsbeam"):
+                for name in ("reference", "newsbeam", *(k for k in kinds() if k == "newsbeam prism")):
                     seconds, _ = run_kind(name, corpus, Path(tmp))
                     best[name] = min(seconds, best.get(name, seconds))
     finally:
@@ -246,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     fixed = fixed_cost(args.data)
     print(f"fixed cost, one page (fastest of 3): newsbeam {fixed['newsbeam']:.2f} s, "
-          f"plain loop {fixed['reference']:.2f} s", flush=True)
+          + (f"on Prism {fixed['newsbeam prism']:.2f} s, " if "newsbeam prism" in fixed else "")
+          + f"plain loop {fixed['reference']:.2f} s", flush=True)
     print(f"{'N':>6} {'run':<12} {'seconds':>8} {'pages/s':>8} {'vs ref':>7} {'x2 speed-up':>11} {'peak MB':>8} "
           f"{'KB/article':>10}")
     smallest: dict[str, tuple[int, int]] = {}
@@ -258,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeat):
             with tempfile.TemporaryDirectory() as tmp:
                 work = Path(tmp)
-                for name in KINDS:
+                for name in kinds():
                     seconds, peak = run_kind(name, corpus, work)
                     best = results.get(name)
                     results[name] = (min(seconds, best[0]) if best else seconds, max(peak, best[1]) if best else peak)
