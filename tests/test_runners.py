@@ -74,3 +74,72 @@ def test_three_runs_of_a_growing_feed_on_prism_equal_those_in_process(tmp_path, 
     for dataset in ("articles", "stories", "rejects"):
         assert rows(tmp_path / "prism" / "out", dataset) == rows(tmp_path / "in_process" / "out", dataset), dataset
     assert len(seed_stories(tmp_path / "prism" / "out")) == 1
+
+
+FILLER = ("officials said the statement released that day noted many residents were still waiting for "
+          "details about what happened next while local groups asked further questions").split()
+
+
+class Newsroom:
+    """A feed on 127.0.0.1 that gains ``per_run`` pages before each run: three write-ups of each event (their
+    own sentences, the event's rare names), every tenth page an exact copy of the one before, every
+    fifteenth a near copy (one sentence changed), every 25th a dead link."""
+
+    def __init__(self, per_run: int):
+        self.per_run, self.published = per_run, 0
+
+    def body(self, n: int) -> str:
+        import random
+
+        if n % 10 == 9:
+            return self.body(n - 1)  # an exact copy
+        near = n % 15 == 14
+        rng = random.Random(n - 1 if near else n)
+        event = (n - 1 if near else n) // 3
+        names = [f"zq{event:04d}{s}" for s in ("alpha", "brook", "cinder", "delta")]
+        sentences = [" ".join(rng.sample(FILLER, 10) + rng.sample(names, 2)).capitalize() + "." for _ in range(8)]
+        if near:
+            sentences[-1] = f"A correction was added to this report as number {n}."
+        return "".join(f"<p>{s}</p>" for s in sentences)
+
+    def answer(self, path: str):
+        if path == "/feed.xml":
+            items = "".join(f"<item><title>Report {n}</title><link>{self.base}/a/{n}</link></item>"
+                            for n in range(self.published))
+            return 200, "application/rss+xml", (f'<?xml version="1.0"?><rss version="2.0"><channel><title>t'
+                                                f"</title><link>{self.base}/</link>{items}</channel></rss>").encode()
+        n = int(path.rsplit("/", 1)[-1]) if path.startswith("/a/") and path[3:].isdigit() else -1
+        if not 0 <= n < self.published or n % 25 == 24:
+            return 404, "text/plain", b"gone"
+        page = f"<html><head><title>Report {n}</title></head><body><article>{self.body(n)}</article></body></html>"
+        return 200, "text/html; charset=utf-8", page.encode()
+
+
+@needs_prism
+def test_a_few_hundred_pages_over_three_runs_on_prism_equal_those_in_process(tmp_path):
+    from benchmarks.localserver import serve
+
+    room = Newsroom(per_run=100)
+    server, room.base = serve(room.answer)
+    try:
+        for name, args in (("in_process", []), ("prism", ["--runner=PrismRunner"])):
+            room.published = 0  # the same history for each runner
+            config = tmp_path / f"{name}.toml"
+            config.write_text(f'[[feeds]]\nurl = "{room.base}/feed.xml"\n[fetch]\nallow_private_addresses = true\n'
+                              f'host_delay = 0.0\nretries = 0\nobey_robots = false\n'
+                              f'[output]\npath = "{tmp_path / name}"\n')
+            for _ in range(3):
+                room.published += room.per_run
+                assert main(["run", "--config", str(config), *args]) == 0
+    finally:
+        server.shutdown()
+    for dataset in ("articles", "stories", "rejects"):
+        assert rows(tmp_path / "prism", dataset) == rows(tmp_path / "in_process", dataset), dataset
+    articles = read_dataset(tmp_path / "prism", "articles").to_pylist()
+    rejects = read_dataset(tmp_path / "prism", "rejects").to_pylist()
+    assert len(articles) + len(rejects) == 300 and len(rejects) == 12
+    served = [n for n in range(300) if n % 25 != 24]
+    copies = [n for n in served if n % 10 == 9 or n % 15 == 14]  # exact, then near copies
+    assert sum(a["duplicate_of"] is not None for a in articles) == len(copies) == 32
+    stories = read_dataset(tmp_path / "prism", "stories").to_pylist()
+    assert len({s["run_id"] for s in stories}) == 3 and any(s["article_count"] >= 3 for s in stories)
