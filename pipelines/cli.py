@@ -40,14 +40,14 @@ from apache_beam.runners.runner import PipelineRunner, create_runner
 
 from pipelines.compact import CannotCompact, compact
 from pipelines.config import Config, ConfigError, OutputConfig, load_config
-from pipelines.datasets import Checked, NewerSchema, check_datasets
+from pipelines.datasets import Checked, NewerSchema, prepare
 from pipelines.feeds import forget_feed_states, load_feed_states
 from pipelines.lock import Locked, OutputLock
 from pipelines.paths import delete, resolve_output
 from pipelines.pipeline import build, state_dir
 from pipelines.records import Run
 from pipelines.runners import CannotInstall, install_prism, prism_version, with_installed_runner
-from pipelines.sinks import discard_uncommitted, temp_dir
+from pipelines.sinks import temp_dir
 from pipelines.stream import run_stream
 from pipelines.summary import build_summary, counters_of, format_summary, save_summary, stored_anything
 from schemas import SCHEMA_VERSION
@@ -277,9 +277,8 @@ def run_once(config: Config, beam_args: list[str], run: Run) -> dict:
     """One run of the pipeline; the caller holds the output's lock. Files a killed run left uncommitted are
     removed first, and the datasets' files checked (``pipelines.datasets``)."""
     output = config.output.path
-    discard_uncommitted(output)
     feeds_state = state_dir(output, "feeds")
-    checked = check_datasets(output, run.run_id, forget_feeds=lambda: forget_feed_states(feeds_state, run.run_id))
+    checked = prepare(output, run.run_id, forget_feeds=lambda: forget_feed_states(feeds_state, run.run_id))
     options = PipelineOptions(with_defaults(beam_args))
     runner = local_runner(options) if options.view_as(StandardOptions).runner is None else None
     pipeline = beam.Pipeline(runner=runner, options=options)
@@ -472,9 +471,7 @@ def _compact(config: Config, run: Run) -> int:
     output = config.output.path
     try:
         with OutputLock(output, run.run_id):
-            discard_uncommitted(output)
-            checked = check_datasets(output, run.run_id, lambda: forget_feed_states(state_dir(output, "feeds"),
-                                                                                    run.run_id))
+            checked = prepare(output, run.run_id, lambda: forget_feed_states(state_dir(output, "feeds"), run.run_id))
             done = compact(output, config.stories.window_days, run.started_at, run.run_id)
             delete([temp_dir(output, run.run_id)])
     except CannotCompact as e:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -33,11 +34,10 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.paths import delete, ensure_dir, within
-from pipelines.sinks import temp_dir
+from pipelines.sinks import discard_uncommitted, merge, temp_dir
 from schemas import DATASETS, PARTITION_COLUMN, RENAMED, SCHEMA_VERSION
 
 DAMAGED = "_damaged"
-BATCH_ROWS = 65_536
 _RAW = CompressionTypes.UNCOMPRESSED
 LEGACY = ("_compacting", "beam-temp-")  # what versions before 2.0 could leave inside a dataset's tree
 
@@ -76,11 +76,10 @@ def version_of(schema: pa.Schema) -> tuple[int, ...] | None:
 CURRENT = tuple(int(part) for part in SCHEMA_VERSION.split("."))
 
 
-def conformed(batch: pa.RecordBatch | pa.Table, name: str) -> pa.Table:
+def conformed(table: pa.Table, name: str) -> pa.Table:
     """Rows of dataset ``name`` as its current schema: renamed columns under their new names, columns added
     since as nulls, in the schema's order; ``Unknown`` if they hold a column the schema lacks."""
     schema = DATASETS[name]
-    table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
     renames = RENAMED.get(name, {})
     table = table.rename_columns([renames.get(c, c) for c in table.column_names])
     extra = sorted(set(table.column_names) - set(schema.names) - {PARTITION_COLUMN})
@@ -126,12 +125,15 @@ def _footer(path: str) -> pa.Schema | None:
 def rewrite(path: str, name: str, temp: str) -> None:
     """Rewrite a file to the current schema under its own name (written in ``temp``, then renamed over it)."""
     target = f"{temp}/{path.rsplit('/', 2)[-2]}-{path.rsplit('/', 1)[-1]}"
-    with FileSystems.open(path, compression_type=_RAW) as source, \
-            FileSystems.create(target, compression_type=_RAW) as sink, \
-            pq.ParquetWriter(sink, DATASETS[name], compression="zstd") as writer:
-        for batch in pq.ParquetFile(source).iter_batches(batch_size=BATCH_ROWS):
-            writer.write_table(conformed(batch, name), row_group_size=BATCH_ROWS)
+    merge([path], target, DATASETS[name], conform=partial(conformed, name=name))
     FileSystems.rename([target], [path])
+
+
+def prepare(output: str, run_id: str, forget_feeds: Callable[[], None]) -> Checked:
+    """What a run or compaction does first, holding the output's lock: remove what killed runs left
+    uncommitted, then ``check_datasets``."""
+    discard_uncommitted(output)
+    return check_datasets(output, run_id, forget_feeds)
 
 
 def check_datasets(output: str, run_id: str, forget_feeds: Callable[[], None]) -> Checked:

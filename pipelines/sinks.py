@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,15 +128,18 @@ def pack(sizes: list[tuple[str, int]], target: int = TARGET_BYTES) -> list[list[
     return groups
 
 
-def merge(sources: list[str], target: str, schema: pa.Schema) -> None:
-    """Write the row groups of ``sources``, in order, into one file."""
+def merge(sources: list[str], target: str, schema: pa.Schema,
+          conform: Callable[[pa.Table], pa.Table] | None = None) -> None:
+    """Write the row groups of ``sources``, in order, into one file of ``schema``, each passed through
+    ``conform`` first when given (rows of an older schema version, see ``pipelines.datasets``)."""
     with FileSystems.create(target, compression_type=_RAW) as sink, \
             pq.ParquetWriter(sink, schema, compression="zstd") as writer:
         for source in sources:
             with FileSystems.open(source, compression_type=_RAW) as f:
                 parquet = pq.ParquetFile(f)
                 for k in range(parquet.num_row_groups):
-                    writer.write_table(parquet.read_row_group(k))
+                    group = parquet.read_row_group(k)
+                    writer.write_table(conform(group) if conform else group)
 
 
 class ParquetFiles(FileBasedSink):
