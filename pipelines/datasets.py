@@ -35,7 +35,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.paths import delete, ensure_dir, within
 from pipelines.sinks import discard_uncommitted, merge, temp_dir
-from schemas import DATASETS, PARTITION_COLUMN, RENAMED, SCHEMA_VERSION
+from schemas import ALL_DATASETS as DATASETS
+from schemas import PARTITION_COLUMN, RENAMED, SCHEMA_VERSION
 
 DAMAGED = "_damaged"
 _RAW = CompressionTypes.UNCOMPRESSED

@@ -25,6 +25,7 @@ from charset_normalizer.md import mess_ratio
 from pipelines import metrics
 from pipelines.config import ExtractConfig
 from pipelines.failures import Guarded
+from pipelines.figures import figures
 from pipelines.pagemeta import page_meta
 from pipelines.records import Article, Page, Reject
 from pipelines.text import clean, content_hash
@@ -126,14 +127,15 @@ def extract_article(page: Page, same_site: tuple[tuple[str, ...], ...] = ()) -> 
     authors = _authors("; ".join(meta.authors)) or _authors(entry.author)
     claimed = _published(meta.date, entry.published_at)
     published = min(claimed, page.fetched_at) if claimed else None  # nothing is published after we fetched it
+    title = meta.title or entry.title
     return Article(
         article_id=article_id(canonical),
         url=entry.link,
         final_url=page.final_url,
         canonical_url=canonical,
         feed_url=entry.feed_url,
-        source=meta.site_name or host_of(page.final_url),
-        title=meta.title or entry.title,
+        source=outlet(entry.feed_name, meta.site_name, entry.feed_title, page.final_url),
+        title=title,
         authors=authors,
         published_at=published,
         fetched_at=page.fetched_at,
@@ -147,7 +149,15 @@ def extract_article(page: Page, same_site: tuple[tuple[str, ...], ...] = ()) -> 
         tags=meta.tags or None,
         claimed_published_at=claimed if claimed != published else None,
         canonical_ignored=canonical_ignored,
+        figures=figures("\n\n".join(filter(None, (title, text))), meta.language,
+                        (published or page.fetched_at).date()),
     )
+
+
+def outlet(feed_name: str | None, site_name: str | None, feed_title: str | None, url: str) -> str:
+    """The outlet's name, by the documented precedence: the config's name for the feed, the page's site name,
+    the feed's title, the page's host without www."""
+    return feed_name or site_name or feed_title or host_of(url)
 
 
 def _without_headline(text: str, title: str | None, tree) -> str:

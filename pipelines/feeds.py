@@ -57,14 +57,16 @@ def _safe_charref(match: re.Match) -> bytes:
     return b"&#xFFFD;" if code == 0 or 0xD800 <= code <= 0xDFFF or code > 0x10FFFF else match.group(0)
 
 
-def parse_feed(body: bytes, feed_url: str, now: datetime) -> tuple[list[FeedEntry], list[Reject], bool]:
+def parse_feed(body: bytes, feed_url: str, now: datetime,
+               feed_name: str | None = None) -> tuple[list[FeedEntry], list[Reject], bool]:
     """Parse feed bytes into entries and entry-level rejects; also says whether the feed was ill-formed.
+    Entries carry the feed's title and ``feed_name``, the config's name for it (they name the outlet).
 
     Raises BadFeed when the bytes are not a feed with entries (reason ``bad_feed`` or ``empty_feed``),
     including when the parser itself fails on them.
     """
     if body.lstrip()[:1] == b"{":
-        entries, rejects = parse_json_feed(body, feed_url, now)
+        entries, rejects = parse_json_feed(body, feed_url, now, feed_name)
         return entries, rejects, False
     try:
         parsed = feedparser.parse(_CHARREF.sub(_safe_charref, body), sanitize_html=False,
@@ -79,6 +81,7 @@ def parse_feed(body: bytes, feed_url: str, now: datetime) -> tuple[list[FeedEntr
             raise BadFeed("no RSS or Atom feed found in the document")
         raise BadFeed(f"a {parsed.version} feed with no entries", reason="empty_feed")
     entries, rejects = [], []
+    feed_title = html_to_text(parsed.feed.get("title")) if isinstance(parsed.get("feed"), dict) else None
     for item in parsed.entries:
         link = _entry_link(item, feed_url)
         if link is None:
@@ -96,11 +99,14 @@ def parse_feed(body: bytes, feed_url: str, now: datetime) -> tuple[list[FeedEntr
             published_at=_entry_time(item),
             summary=html_to_text(item.get("summary")),
             author=clean(item.get("author")),
+            feed_name=feed_name,
+            feed_title=feed_title,
         ))
     return entries, rejects, bozo
 
 
-def parse_json_feed(body: bytes, feed_url: str, now: datetime) -> tuple[list[FeedEntry], list[Reject]]:
+def parse_json_feed(body: bytes, feed_url: str, now: datetime,
+                    feed_name: str | None = None) -> tuple[list[FeedEntry], list[Reject]]:
     """JSON Feed 1.0 / 1.1 (jsonfeed.org), which feedparser does not read: entries and entry-level rejects.
 
     An item's ``url`` is its permalink; ``external_url`` names something else, so it is not a fallback.
@@ -115,6 +121,7 @@ def parse_json_feed(body: bytes, feed_url: str, now: datetime) -> tuple[list[Fee
     if not isinstance(items, list) or not items:
         raise BadFeed(f"a JSON feed ({doc['version']}) with no items", reason="empty_feed")
     entries, rejects = [], []
+    feed_title = clean(doc["title"]) if isinstance(doc.get("title"), str) else None
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("url"), str) or not item["url"].strip():
             what = str(item.get("id") or item.get("title") or "(item without id or title)") \
@@ -133,7 +140,7 @@ def parse_json_feed(body: bytes, feed_url: str, now: datetime) -> tuple[list[Fee
             title=html_to_text(item.get("title")),
             published_at=_json_time(item.get("date_published") or item.get("date_modified")),
             summary=html_to_text(item.get("summary") or item.get("content_text") or item.get("content_html")),
-            author=", ".join(names) or None,
+            author=", ".join(names) or None, feed_name=feed_name, feed_title=feed_title,
         ))
     return entries, rejects
 
@@ -239,7 +246,7 @@ class _ReadFeedFn(FetcherDoFn):
                 yield beam.pvalue.TaggedOutput(STATES, dataclasses.replace(
                     previous, failing=None, failing_since=None) if resp.status == 304 else current)
                 return
-            entries, rejects, bozo = parse_feed(resp.body, feed.url, now)
+            entries, rejects, bozo = parse_feed(resp.body, feed.url, now, feed.name)
         except (FetchError, BadFeed) as e:
             yield from _failed(feed, previous, e, now)
             return

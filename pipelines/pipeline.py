@@ -2,8 +2,9 @@
 
 feeds -> ReadFeeds -> SkipKnown(entries, incl. settled rejects) -> FetchPages -> ExtractArticles -> StoryFeatures
       -> StageArticles -> SkipKnown(article refs) -> AssignStories(refs) -> UnstageArticles(refs + assignments)
-      -> WriteDataset(articles, stories, rejects) -> CommitSnapshot(story index, feed states), once all three
-         datasets are written
+      -> WriteDataset(articles, stories, rejects) -> WriteCurrent(stories_current, renamed into place once the
+         three datasets are written) -> CommitSnapshot(story index after stories_current; feed states), once all
+         three datasets are written
 
 From StageArticles to UnstageArticles the articles and their story features wait on disk and only small
 refs move (see ``pipelines.staging``).
@@ -14,6 +15,7 @@ from __future__ import annotations
 import apache_beam as beam
 
 from pipelines.config import Config
+from pipelines.current import WriteCurrent
 from pipelines.extract import ExtractArticles
 from pipelines.feeds import ReadFeeds, is_retried, write_feed_states
 from pipelines.fetch import Fetcher, FetchPages
@@ -75,7 +77,9 @@ def build(p: beam.Pipeline, config: Config, run: Run, fetcher: Fetcher | None = 
     retry = rejects | "Retried" >> beam.Filter(is_retried) | "RetryByFeed" >> beam.Map(lambda r: (r.feed_url, r.url))
     # state is committed once every dataset of the run is written
     all_files = (written["files"], story_rows["files"], reject_rows["files"]) | "AllFiles" >> beam.Flatten()
-    _ = stories["index"] | "CommitIndex" >> CommitSnapshot(state_dir(output, "stories"), after=all_files)
+    current = stories["current"] | "WriteCurrent" >> WriteCurrent(output, run, after=all_files)
+    index_after = (all_files, current) | "FilesAndCurrent" >> beam.Flatten()
+    _ = stories["index"] | "CommitIndex" >> CommitSnapshot(state_dir(output, "stories"), after=index_after)
     _ = (
         read["states"]
         | "AllFeedStates" >> beam.combiners.ToList()

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
+from pipelines.figures import Figure
 from pipelines.text import scrub
 
 # The fixed vocabulary of reject reasons. A reason names what went wrong, the stage names where.
@@ -105,6 +106,8 @@ class FeedEntry:
     published_at: datetime | None = None
     summary: str | None = None
     author: str | None = None
+    feed_name: str | None = None  # the config's name for the feed
+    feed_title: str | None = None  # the feed's own title
 
     def __post_init__(self) -> None:
         _scrub_strings(self)  # feeds are where untrusted text enters
@@ -152,6 +155,7 @@ class Article:
     tags: tuple[str, ...] | None = None
     claimed_published_at: datetime | None = None  # the publication time declared, when later than fetched_at
     canonical_ignored: str | None = None  # the canonical URL the page declared, when not used, and why
+    figures: tuple[Figure, ...] = ()  # the figures the text states (``pipelines.figures``)
 
     def __post_init__(self) -> None:
         _scrub_strings(self)  # pages are where untrusted text enters
@@ -185,6 +189,21 @@ class Assignment:
 
 
 @dataclass(frozen=True)
+class StoryFigure:
+    """One value a story's versions give for one quantity, and the outlets that give it
+    (``pipelines.stories.agreement``)."""
+
+    kind: str
+    unit: str | None
+    subject: str | None
+    value: float | None
+    day: date | None
+    text: str
+    outlets: tuple[str, ...]
+    disputed: bool  # other outlets give this quantity a value that differs beyond rounding
+
+
+@dataclass(frozen=True)
 class Story:
     """A story's cumulative state after this run, as written to ``stories/``."""
 
@@ -195,6 +214,11 @@ class Story:
     sources: tuple[str, ...]
     first_seen: datetime
     last_seen: datetime
+    first_article_id: str | None = None
+    original_count: int | None = None
+    outlet_count: int | None = None
+    figures: tuple[StoryFigure, ...] = ()
+    disputes: int = 0
 
 
 @dataclass(frozen=True)

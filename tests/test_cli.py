@@ -111,11 +111,12 @@ def test_second_run_adds_no_articles_and_keeps_ids(tmp_path):
     summaries = sorted((out / "_runs").glob("*.json"))
     second = json.loads(summaries[-1].read_text())
     # unchanged feeds cost their one read and no further work; the broken feed, failing as before, is listed
-    # but not stored again: the second run adds no file to any dataset
+    # but not stored again: the second run adds no file to any dataset (articles, stories, rejects and the one
     assert second["feeds"] == {"polled": 7, "unchanged": 6, "failing": 1, "rejected": 0, "ill_formed": 0}
     assert second["entries"]["seen"] == 0 and second["articles_written"] == 0 and second["reconciled"]
     assert [f["url"] for f in second["failing_feeds"]] == ["../fixtures/feeds/broken.xml"]
-    assert len(list(out.glob("*/*/*.parquet"))) == 3
+    # stories_current file)
+    assert len(list(out.glob("*/*/*.parquet"))) == 4
 
 
 def test_changed_feed_skips_entries_already_stored(tmp_path):
@@ -139,7 +140,7 @@ def test_multi_processing_gives_the_same_rows(fixtures_run, tmp_path, capfd):
     assert "INFO:apache_beam.runners.worker" not in capfd.readouterr().err  # workers log at WARNING
     key = lambda rows: sorted((r["url"], r["article_id"], r["story_id"], r["duplicate_of"]) for r in rows)  # noqa: E731
     assert key(read(out, "articles")) == key(read(fixtures_run, "articles"))
-    assert len(list(out.glob("*/*/*.parquet"))) == 3  # one file per dataset, however many workers wrote it
+    assert len(list(out.glob("*/*/*.parquet"))) == 4  # one file per dataset (and stories_current), however many workers
     assert sorted(s["story_id"] for s in read(out, "stories")) == \
         sorted(s["story_id"] for s in read(fixtures_run, "stories"))
 
@@ -203,7 +204,7 @@ def test_an_unknown_option_exits_2_naming_the_closest_known_one(tmp_path, args, 
 
 def test_version():
     result = cli("--version")
-    assert result.returncode == 0 and result.stdout.startswith("newsbeam ") and "schema 2.0" in result.stdout
+    assert result.returncode == 0 and result.stdout.startswith("newsbeam ") and "schema 3.0" in result.stdout
 
 
 def test_a_relative_output_is_resolved_once_and_works_on_every_run(tmp_path):

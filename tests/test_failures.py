@@ -89,7 +89,8 @@ def _read(out, name):
 
 FAULTS = {
     # stage: (what to patch, how it breaks, the url of the reject row, whether it is an entry)
-    "feed": (pipelines.feeds, "parse_feed", lambda body, url, now: url.endswith("ledger.xml"), "ledger.xml", False),
+    "feed": (pipelines.feeds, "parse_feed", lambda body, url, now, name=None: url.endswith("ledger.xml"), "ledger.xml",
+             False),
     "dedup": (pipelines.known, "canonicalize", lambda url: url == VICTIM, VICTIM, True),
     "extract": (pipelines.extract, "page_meta", lambda tree, url=None: url == VICTIM, VICTIM, True),
     "stories": (pipelines.stories.assign, "features_of", lambda article, run: article.url == VICTIM, VICTIM, True),

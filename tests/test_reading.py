@@ -82,9 +82,16 @@ def test_duckdb_examples(history):
     assert results[1] == [(counts["rejects"],)]
     stories = duckdb.sql(f"SELECT story_id, max(run_id) FROM read_parquet('{out}/stories/*/*.parquet') "
                          "GROUP BY story_id").fetchall()
-    assert len(results[2]) == len(stories) == len({r[0] for r in results[2]})
-    assert len(results[3]) == 24  # the originals: two of the 26 are copies
-    assert sum(r[2] for r in results[4]) == counts["rejects"]
+    assert len(results[2]) == len(stories) == len({r[0] for r in results[2]})  # each story once
+    # the seeds, spread over two runs: one story of five outlets, disputing the investment only
+    assert [r[2:] for r in results[2][:1]] == [(5, 5, 6, 1)]
+    assert {(r[1], r[2].lower(), tuple(r[3])) for r in results[3]} == {
+        ("investment", "$14.8 billion", ("Bytebeat",)),
+        ("investment", "$14.3 billion", ("Economy Now", "Global Markets Post", "Techwire Review", "The Daily Ledger"))}
+    first = {title: (outlet, outlets) for title, outlet, _, outlets in results[4]}
+    assert first[results[2][0][1]] == ("Bytebeat", 5)  # its first version by publication time
+    assert len(results[5]) == 24  # the originals: two of the 26 are copies
+    assert sum(r[2] for r in results[6]) == counts["rejects"]
     for name in DATASETS:  # every column, by its plain name
         names = ", ".join(sorted(columns(name)))
         query = f"SELECT {names} FROM read_parquet('{out}/{name}/**/*.parquet', hive_partitioning = true)"
@@ -110,6 +117,9 @@ def test_python_examples(history, reader):
         assert shape(namespace[name]) == (counts[name], columns(name)), (reader, name)
     if "current" in namespace:  # one row per story
         assert len(namespace["current"]) == len(set(namespace["stories"]["story_id"]))
+    if "disputed" in namespace:  # the seeds' investment: $14.3 billion (four outlets) against $14.8 billion (one)
+        assert sorted(len(o) for o in namespace["disputed"]["outlets"]) == [1, 4]
+        assert set(namespace["disputed"]["subject"]) == {"investment"}
     if reader == "Spark":
         spark = namespace["spark"]
         for name in DATASETS:  # every column name is a plain identifier in Spark SQL too

@@ -39,12 +39,14 @@ from pipelines.config import StoriesConfig
 from pipelines.failures import Guarded, attempt, rejects_for
 from pipelines.records import Article, ArticleRef, Assignment, Run, Story
 from pipelines.staging import staged_features
+from pipelines.stories.agreement import agreement
 from pipelines.stories.features import ArticleFeatures, article_features, cosine, jaccard
 from pipelines.stories.index import ArticleState, StoryIndex, StoryState, load_index, write_index
 from pipelines.stories.recover import read_rows, restore, unindexed_files
 from pipelines.urls import stable_id
 
 STORIES = "stories"
+CURRENT = "current"
 INDEX = "index"
 REJECTS = "rejects"
 QUERY_TERMS = 30  # an article looks up candidate stories by this many of its strongest terms
@@ -112,7 +114,7 @@ def _assign_one(index: StoryIndex, feat: ArticleFeatures, config: StoriesConfig,
         kind = "near" if original else None
     # a copy whose original's story has left the window is assigned like any other article
     story = index.stories.get(original.story_id) if original else None
-    vector = None
+    vector, pairs = None, []
     if story is None:
         original, kind = None, None
         pairs = feat.vector()
@@ -122,11 +124,12 @@ def _assign_one(index: StoryIndex, feat: ArticleFeatures, config: StoriesConfig,
 
     # ... then record the decision
     if vector is not None:
-        story = story or _new_story(index, feat)
+        story = story or _new_story(index, feat, now)
         index.merge_into_centroid(story, vector)
     assert story is not None
     index.add_article(ArticleState(feat.article_id, story.story_id, feat.time, feat.content_hash, feat.minhash),
-                      feat.source, feat.time, feat.dated, now)
+                      feat.source, feat.time, feat.dated, now, copy=kind is not None, title=feat.title, terms=pairs,
+                      figures=feat.figures)
     return Assignment(feat.article_id, story.story_id,
                       original.article_id if original else None, kind)
 
@@ -150,10 +153,10 @@ def _best_story(index: StoryIndex, candidates: np.ndarray, vector: dict[str, flo
     return best if score >= threshold else None
 
 
-def _new_story(index: StoryIndex, feat: ArticleFeatures) -> StoryState:
+def _new_story(index: StoryIndex, feat: ArticleFeatures, now: datetime) -> StoryState:
     story = StoryState(story_id=stable_id("story", feat.article_id), representative_id=feat.article_id,
                        title=feat.title, first_seen=feat.time, last_seen=feat.time, article_count=0,
-                       sources=set(), centroid={})
+                       sources=set(), centroid={}, born=now.date().isoformat())
     index.add_story(story)
     return story
 
@@ -170,15 +173,19 @@ def story_rows(index: StoryIndex, story_ids: Iterable[str]) -> list[Story]:
     for story_id in story_ids:
         s = index.stories.get(story_id)
         if s is not None:
+            values = agreement(s.figures)
+            disputes = len({(v.kind, v.unit, v.subject) for v in values if v.disputed})
             rows.append(Story(s.story_id, s.title, s.representative_id, s.article_count, tuple(sorted(s.sources)),
-                              s.first_seen, s.last_seen))
+                              s.first_seen, s.last_seen, s.first_article_id or s.representative_id,
+                              s.original_count, len(s.sources), values, disputes))
     return rows
 
 
 def features_of(article: Article, run: Run) -> ArticleFeatures:
     return article_features(article.article_id, article.source, article.title, article.text, article.language,
                             article_time(article.published_at, run), article.content_hash,
-                            dated=article.published_at is not None, url=article.url, feed_url=article.feed_url)
+                            dated=article.published_at is not None, url=article.url, feed_url=article.feed_url,
+                            figures=article.figures)
 
 
 def _staged_features(refs: Iterable[ArticleRef], run: Run, failed: list[tuple[Any, str]]) -> Iterator[ArticleFeatures]:
@@ -211,12 +218,19 @@ class _AssignFn(beam.DoFn):
         if self._all_stories:  # the rows of a stories file set aside: every story held is written again
             touched = {s.story_id for s in result.stories}
             result.stories += story_rows(index, (s for s in index.stories if s not in touched))
+        # stories_current: the stories this run changed, including those it restored (``touched`` is its start)
+        rows = {s.story_id: s for s in result.stories}
+        restored = [s for s, st in index.stories.items() if st.touched == self._run.started_at and s not in rows]
+        rows.update((s.story_id, s) for s in story_rows(index, restored))
+        current = [(index.stories[s].born or self._run.ingest_date, row) for s, row in sorted(rows.items())]
         index.saved_by = self._run.run_id
         snapshot = write_index(self._state_dir, index)  # to commit once the articles are written
         del index
         yield from result.assignments
         for story in result.stories:
             yield beam.pvalue.TaggedOutput(STORIES, story)
+        for born_story in current:
+            yield beam.pvalue.TaggedOutput(CURRENT, born_story)
         for article, detail in result.failed:
             for reject in rejects_for(article, "stories", detail):
                 yield beam.pvalue.TaggedOutput(REJECTS, reject)
@@ -243,7 +257,8 @@ class StoryFeatures(beam.PTransform):
 
 
 class AssignStories(beam.PTransform):
-    """ArticleRef (of staged articles) -> ``assignments`` (Assignment), ``stories`` (Story), ``index`` (the file
+    """ArticleRef (of staged articles) -> ``assignments`` (Assignment), ``stories`` (Story), ``current`` ((the
+    date of the run that created it, Story) for each story changed, ``pipelines.current``), ``index`` (the file
     name of the new index's snapshot, written under ``state_dir``, to commit) and ``rejects`` (articles whose
     assignment failed).
 
@@ -264,5 +279,5 @@ class AssignStories(beam.PTransform):
             | "Gather" >> beam.GroupByKey()
             | "Assign" >> Guarded(beam.ParDo(_AssignFn(self._config, self._state_dir, self._run, self._output,
                                                        self._all_stories)),
-                                  "stories", STORIES, INDEX, REJECTS, main="assignments")
+                                  "stories", STORIES, CURRENT, INDEX, REJECTS, main="assignments")
         )

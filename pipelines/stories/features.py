@@ -25,6 +25,7 @@ from operator import mul
 import numpy as np
 import regex
 
+from pipelines.figures import Figure
 from pipelines.text import normalise
 from pipelines.words import is_spaceless, terms, words
 
@@ -57,6 +58,7 @@ class ArticleFeatures:
     dated: bool = True  # ``time`` is a publication date, not a fetch time
     url: str = ""  # the entry's link and feed: what a failure to assign the article rejects
     feed_url: str | None = None
+    figures: tuple[Figure, ...] = ()  # what the story's versions are compared on (``stories.agreement``)
 
     def vector(self) -> list[tuple[str, float]]:
         """The (term, weight) pairs, strongest first."""
@@ -194,11 +196,12 @@ def jaccard(a: bytes, b: bytes) -> float:
 
 def article_features(article_id: str, source: str, title: str | None, text: str, language: str | None,
                      time: datetime, content_hash: str, dated: bool = True, url: str = "",
-                     feed_url: str | None = None) -> ArticleFeatures:
+                     feed_url: str | None = None, figures: tuple[Figure, ...] = ()) -> ArticleFeatures:
     terms, weights = packed_terms(term_vector(title, text, language))
     return ArticleFeatures(
         article_id=article_id, source=source, title=title, time=time, content_hash=content_hash,
         terms=terms, weights=weights, minhash=minhash(text), dated=dated, url=url, feed_url=feed_url,
+        figures=figures,
     )
 
 

@@ -25,23 +25,28 @@ import sys
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from operator import itemgetter, mul
 
 import numpy as np
 
 from pipelines import state
+from pipelines.figures import Figure, from_row, to_row
 from pipelines.stories.features import SIGNATURE_DTYPE, signature, signature_values
 
 # 2 added the stories' dated span (a format-1 snapshot is read as if all members were dated); 3 ages stories
 # by the run that last touched them instead of by the newest article (older snapshots: by their last article);
-# 4 is written as JSON Lines, a story or an article per line, where older formats are one document
-FORMAT_VERSION = 4
+# 4 is written as JSON Lines, a story or an article per line, where older formats are one document; 5 adds
+# what the story rows of schema 3.0 need: originals, the first article, representative candidates, figures
+FORMAT_VERSION = 5
 POSTING_TERMS = 30  # a story is findable by this many of its strongest centroid terms
 CENTROID_TERMS = 120  # a story's centroid keeps this many terms
 MAX_POSTING = 500  # a term posted by more active stories than this identifies none of them
 MAX_CANDIDATES = 50  # stories scored per article
+MEMBER_TERMS = 20  # a representative candidate keeps this many of its strongest terms
+MAX_MEMBERS = 100  # a story's first originals are its representative candidates
+MAX_STORY_FIGURES = 600  # a story keeps its members' first figures
 # LSH over MinHash signatures: 21 bands of 3 values. A pair with shingle Jaccard 0.6 shares a band with
 # probability 0.99, a pair at 0.2 with 0.15, unrelated articles almost never.
 BANDS, ROWS = 21, 3
@@ -63,6 +68,12 @@ class StoryState:
     dated_first: datetime | None = None  # earliest and latest publication date of a member; None if none is dated
     dated_last: datetime | None = None
     touched: datetime | None = None  # the start of the last run that added an article (None: read from format < 3)
+    original_count: int = 0  # members that are not copies of another
+    first_article_id: str | None = None  # the earliest member: dated before undated, then by time, then id
+    first_article_key: tuple[bool, datetime] | None = None  # (undated, time) of first_article_id
+    members: list[Member] = field(default_factory=list)  # representative candidates: the first originals
+    figures: list[tuple[str, Figure]] = field(default_factory=list)  # (outlet, figure) its members state
+    born: str | None = None  # the start date of the run that created it: its stories_current partition
 
     def set_centroid(self, centroid: dict[str, float]) -> None:
         # in (-weight, term) order: sorted by term, then (stably) by weight, descending
@@ -72,6 +83,36 @@ class StoryState:
 
     def top_terms(self, n: int) -> list[str]:
         return list(islice(self.centroid, n))  # set_centroid keeps the centroid in (-weight, term) order
+
+    def choose_representative(self) -> None:
+        """The candidate nearest the story's centre (the cosine of its terms with the centroid), then the
+        earliest, then by id: the version the others agree with most. Candidates without a title are passed
+        over while one has a title."""
+        titled = [m for m in self.members if m.title] or self.members
+        if not titled:
+            return
+        norm = self.norm or 1.0
+        best = max(titled, key=lambda m: (round(m.score(self.centroid) / norm, 9), -_micros(m.time),
+                                          _reversed(m.article_id)))
+        self.representative_id, self.title = best.article_id, best.title
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A representative candidate: an original member's title, time and strongest terms."""
+
+    article_id: str
+    title: str | None
+    time: datetime
+    terms: tuple[tuple[str, float], ...]
+
+    def score(self, centroid: dict[str, float]) -> float:
+        return sum(w * centroid.get(t, 0.0) for t, w in self.terms)
+
+
+def _reversed(article_id: str) -> tuple[int, ...]:
+    """Sorts ids in reverse, so ``max`` prefers the smallest on ties."""
+    return tuple(-ord(c) for c in article_id)
 
 
 @dataclass(slots=True)
@@ -284,13 +325,27 @@ class StoryIndex:
         self._post(story)
 
     def add_article(self, article: ArticleState, source: str, time: datetime, dated: bool,
-                    run_time: datetime) -> StoryState:
+                    run_time: datetime, copy: bool = False, title: str | None = None,
+                    terms: Iterable[tuple[str, float]] = (), figures: Iterable[Figure] = ()) -> StoryState:
         """Add an article at ``time`` (its publication date if ``dated``, else when it was fetched) to its
-        story, by a run that started at ``run_time``."""
+        story, by a run that started at ``run_time``: a ``copy`` of another counts among its articles only; an
+        original is a representative candidate (with its ``title`` and ``terms``), and its figures are the
+        story's. Then the story's representative is chosen again."""
         story = self.stories[article.story_id]
         story.touched = max(story.touched or run_time, run_time)
         story.article_count += 1
         story.sources.add(source)
+        key = (not dated, time)
+        if story.first_article_key is None or (key, article.article_id) < (story.first_article_key,
+                                                                           story.first_article_id or ""):
+            story.first_article_id, story.first_article_key = article.article_id, key
+        if not copy:
+            story.original_count += 1
+            if len(story.members) < MAX_MEMBERS:
+                story.members.append(Member(article.article_id, title, time, tuple(islice(terms, MEMBER_TERMS))))
+            room = MAX_STORY_FIGURES - len(story.figures)
+            story.figures.extend((source, f) for f in islice(figures, max(0, room)))
+            story.choose_representative()
         story.first_seen = min(story.first_seen, time)
         story.last_seen = max(story.last_seen, time)
         if dated:
@@ -373,7 +428,12 @@ class StoryIndex:
                 "story_id": s.story_id, "representative_id": s.representative_id, "title": s.title,
                 "first_seen": _iso(s.first_seen), "last_seen": _iso(s.last_seen),
                 "dated_first": _iso(s.dated_first), "dated_last": _iso(s.dated_last), "touched": _iso(s.touched),
-                "article_count": s.article_count, "sources": sorted(s.sources), "centroid": s.centroid}
+                "article_count": s.article_count, "sources": sorted(s.sources), "centroid": s.centroid,
+                "original_count": s.original_count, "first_article_id": s.first_article_id,
+                "first_article_time": _iso(s.first_article_key[1]) if s.first_article_key else None,
+                "first_article_dated": not s.first_article_key[0] if s.first_article_key else None,
+                "members": [[m.article_id, m.title, _iso(m.time), [list(p) for p in m.terms]] for m in s.members],
+                "figures": [[outlet, _figure_json(f)] for outlet, f in s.figures], "born": s.born}
         for a in sorted(self.articles.values(), key=lambda a: (a.time, a.article_id)):
             yield "article", {"article_id": a.article_id, "story_id": a.story_id, "time": _iso(a.time),
                               "content_hash": a.content_hash, "minhash": signature_values(a.minhash)}
@@ -411,6 +471,15 @@ class StoryIndex:
                 # format 1 had no dated span: every member counted as dated
                 dated_first=_maybe(record.get("dated_first", record["first_seen"])),
                 dated_last=_maybe(record.get("dated_last", record["last_seen"])), touched=_maybe(record.get("touched")))
+            # format < 5: every member counted as an original; no first article, candidates or figures
+            story.original_count = record.get("original_count", record["article_count"])
+            if record.get("first_article_id"):
+                story.first_article_id = record["first_article_id"]
+                story.first_article_key = (not record["first_article_dated"], _parse(record["first_article_time"]))
+            story.members = [Member(i, t, _parse(at), tuple((sys.intern(a), b) for a, b in terms))
+                             for i, t, at, terms in record.get("members", ())]
+            story.figures = [(outlet, _figure(f)) for outlet, f in record.get("figures", ())]
+            story.born = record.get("born") or story.first_seen.date().isoformat()
             # terms recur across stories: one string each (one JSON document shared them; lines do not)
             story.set_centroid({sys.intern(term): weight for term, weight in record["centroid"].items()})
             self.add_story(story)
@@ -422,7 +491,7 @@ class StoryIndex:
 
 
 def _check_format(head: dict) -> None:
-    if head.get("format") not in (1, 2, 3, FORMAT_VERSION):
+    if head.get("format") not in (1, 2, 3, 4, FORMAT_VERSION):
         raise state.UnsupportedFormat(f"unsupported story index format {head.get('format')!r}")
 
 
@@ -449,6 +518,17 @@ def write_index(state_dir: str, index: StoryIndex) -> str:
     assert index.saved_by, "an index is written by a run"
     return state.write_lines(state_dir, index.saved_by, {"format": FORMAT_VERSION, "saved_by": index.saved_by},
                              index._records())
+
+
+def _figure_json(figure: Figure) -> dict:
+    row = to_row(figure)
+    row["day"] = row["day"].isoformat() if row["day"] else None
+    return {k: v for k, v in row.items() if v is not None}
+
+
+def _figure(doc: dict) -> Figure:
+    day = doc.get("day")
+    return from_row({**doc, "day": date.fromisoformat(day) if day else None})
 
 
 def _micros(time: datetime) -> int:

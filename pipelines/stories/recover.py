@@ -22,11 +22,12 @@ from datetime import datetime, timedelta
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.figures import from_row
 from pipelines.sinks import partition_dir, run_of
 from pipelines.stories.features import article_features
 from pipelines.stories.index import ArticleState, StoryIndex, StoryState
 
-COLUMNS = ["article_id", "story_id", "duplicate_of", "source", "title", "text", "language", "published_at",
+COLUMNS = ["article_id", "story_id", "duplicate_of", "source", "title", "text", "language", "figures", "published_at",
            "fetched_at", "content_hash", "run_id"]
 
 
@@ -84,6 +85,7 @@ def restore(index: StoryIndex, rows: Iterable[dict], now: datetime) -> int:
         if row["duplicate_of"] is None or not story.centroid:
             index.merge_into_centroid(story, dict(feat.vector()))
         index.add_article(ArticleState(feat.article_id, story.story_id, time, feat.content_hash, feat.minhash),
-                          feat.source, time, feat.dated, now)
+                          feat.source, time, feat.dated, now, copy=row["duplicate_of"] is not None,
+                          title=row["title"], terms=feat.vector(), figures=map(from_row, row.get("figures") or ()))
         added += 1
     return added

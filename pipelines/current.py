@@ -1,0 +1,91 @@
+"""The WriteCurrent stage: ``stories_current/``, one row per story as the latest run left it.
+
+``stories/`` keeps a row per story per run that changed it (its history); an analyst asking for the stories as
+they stand would first have to pick each story's latest row. ``stories_current/`` answers that with a plain
+read: each story is in exactly one file, the partition of the date of the run that created it
+(``ingest_date=<that date>/stories.parquet``), and a run replaces the files of the partitions holding the
+stories it changed: the previous file's rows, with the changed stories' rows replaced. A story's partition
+never changes, so a story is never in two files, and a file is replaced in one rename, so a reader sees it
+before or after, never half.
+
+A run's new files are written under its ``_tmp/`` directory, then renamed into place once every dataset of
+the run is written and before its story index is committed: a run killed before the renames leaves the previous
+files, and the next run (which restores the killed run's stored articles to the index) rewrites the partitions
+of the stories it restores. The partitions a run rewrites are those of the stories it changed, all of them
+created within the story window, so a run's cost does not grow with the history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines.paths import ensure_dir
+from pipelines.records import Run, Story
+from pipelines.sinks import partition_dir, temp_dir, to_row
+from schemas import STORIES_CURRENT
+
+NAME = "stories_current"
+FILE = "stories.parquet"
+
+
+def current_file(output: str, day: str) -> str:
+    return f"{partition_dir(output, NAME, day)}/{FILE}"
+
+
+def merged(previous: Iterable[dict], changed: Iterable[dict]) -> list[dict]:
+    """A partition's rows: the previous rows with the changed stories' rows replaced, by story id."""
+    rows = {row["story_id"]: row for row in previous}
+    rows.update((row["story_id"], row) for row in changed)
+    return [rows[k] for k in sorted(rows)]
+
+
+def read_current(path: str) -> list[dict]:
+    if not FileSystems.exists(path):
+        return []
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        table = pq.read_table(f)
+    return table.select(STORIES_CURRENT.names).to_pylist()
+
+
+class _StageFn(beam.DoFn):
+    def __init__(self, output: str, run: Run):
+        self._output, self._run = output, run
+
+    def process(self, grouped: tuple[str, Iterable[Story]]) -> Iterator[tuple[str, str]]:
+        day, stories = grouped
+        final = current_file(self._output, day)
+        rows = merged(read_current(final), (to_row(s, self._run) for s in stories))
+        staged = f"{temp_dir(self._output, self._run.run_id)}/{NAME}/{day}.parquet"
+        ensure_dir(staged.rsplit("/", 1)[0])
+        with FileSystems.create(staged, compression_type="uncompressed") as f:
+            pq.write_table(pa.Table.from_pylist(rows, schema=STORIES_CURRENT), f, compression="zstd")
+        yield staged, final
+
+
+def _commit(staged_final: tuple[str, str], _written) -> str:
+    staged, final = staged_final
+    ensure_dir(final.rsplit("/", 1)[0])
+    FileSystems.rename([staged], [final])  # replaces the previous file in one step
+    return final
+
+
+class WriteCurrent(beam.PTransform):
+    """(creation date, Story) -> the replaced ``stories_current`` files, renamed into place only after ``after``
+    (the files of every dataset of the run) is written."""
+
+    def __init__(self, output: str, run: Run, after):
+        super().__init__()
+        self._output, self._run, self._after = output, run, after
+
+    def expand(self, stories):
+        return (
+            stories
+            | "ByDay" >> beam.GroupByKey()
+            | "Stage" >> beam.ParDo(_StageFn(self._output, self._run))
+            | "Commit" >> beam.Map(_commit, beam.pvalue.AsList(self._after))
+        )

@@ -1,0 +1,150 @@
+"""What a story's versions agree and disagree on: the figures its outlets state, grouped into values.
+
+For each kind and unit (USD amounts, percentages, counts, dates), the figures its outlets state are grouped into
+values, the most precisely written first: a figure joins the first value it is compatible with (within rounding,
+``figures.compatible``) when it measures the same thing (the same ``subject_key``) or when both are specific
+(three or more significant digits, or a day: "$14.3 billion" stated twice is one quantity, whatever word stands
+next to it). So "$14 billion" joins "$14.3 billion" as agreeing by rounding.
+
+Two values disagree when they are incompatible and measure the same thing: some outlet states one and not
+the other with that subject, and another outlet states the other and not the one. An outlet that states both
+(a valuation now and a year ago) makes them two quantities, not a disagreement. A false "the outlets disagree"
+costs an analyst more than a missed one, so everything ambiguous counts as agreement.
+
+Only amounts of money and percentages are disputed. A count's subject is one word ("12 people" died, were
+hurt or were arrested), and the versions of one story give many counts for it; on the development stories
+nearly every disputed count was two different quantities (see ``benchmarks/figures_eval.py``). Counts and dates
+are listed as values the outlets agree on.
+
+Listed are the values stated by two or more outlets, and every disputed value.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pipelines.figures import DATE, MONEY, PERCENT, Figure, compatible
+from pipelines.records import StoryFigure
+
+MAX_VALUES = 50  # per story row
+DISPUTED_KINDS = (MONEY, PERCENT)
+
+
+@dataclass
+class _Value:
+    anchor: Figure
+    stated: list[tuple[str, Figure]] = field(default_factory=list)
+    disputed_on: set[str] = field(default_factory=set)
+
+    def outlets(self, key: str | None = None) -> set[str]:
+        return {o for o, f in self.stated if key is None or f.subject_key == key}
+
+    def subject_keys(self) -> set[str]:
+        return {k for _, f in self.stated if (k := f.subject_key)}
+
+
+def specific(figure: Figure) -> bool:
+    """Written precisely enough that two outlets stating it state the same quantity."""
+    if figure.kind == DATE:
+        return True
+    digits = "".join(c for c in figure.text if c.isdigit()).lstrip("0")
+    if "." not in figure.text and "," not in figure.text:
+        digits = digits.rstrip("0")
+    return len(digits) >= 3 and figure.qualifier is None
+
+
+def _relative_precision(figure: Figure) -> float:
+    if figure.value is None or figure.value == 0:
+        return figure.precision
+    return figure.precision / abs(figure.value)
+
+
+def agreement(stated: Iterable[tuple[str, Figure]]) -> tuple[StoryFigure, ...]:
+    """The values a story's outlets state, from (outlet, figure) pairs: those stated by two or more outlets,
+    and the disputed ones, disputed first, then by the outlets stating them."""
+    by_unit: dict[tuple[str, str | None], list[tuple[str, Figure]]] = defaultdict(list)
+    for outlet, figure in stated:
+        by_unit[(figure.kind, figure.unit)].append((outlet, figure))
+    rows: list[StoryFigure] = []
+    for (kind, unit), group in sorted(by_unit.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        values = _values(group)
+        if kind in DISPUTED_KINDS:
+            _mark_disputes(values, group)
+        words = _words(group)
+        for value in values:
+            outlets = value.outlets()
+            if len(outlets) < 2 and not value.disputed_on:
+                continue
+            subject = words.get(min(value.disputed_on)) if value.disputed_on else _subject(value)
+            rows.append(StoryFigure(kind, unit, subject, value.anchor.value, value.anchor.day,
+                                    value.anchor.text, tuple(sorted(outlets)), bool(value.disputed_on)))
+    rows.sort(key=lambda r: (not r.disputed, r.kind, r.subject or "", -len(r.outlets), r.value or 0.0,
+                             r.day.toordinal() if r.day else 0))
+    return tuple(rows[:MAX_VALUES])
+
+
+def _values(group: list[tuple[str, Figure]]) -> list[_Value]:
+    values: list[_Value] = []
+    ordered = sorted(group, key=lambda of: (of[1].qualifier is not None, _relative_precision(of[1]), of[0],
+                                            of[1].text, of[1].subject or ""))
+    for outlet, figure in ordered:
+        joins = [v for v in values if compatible(v.anchor, figure) and (
+            figure.subject_key in v.subject_keys() or (specific(figure) and specific(v.anchor)))]
+        if joins:  # the nearest: "at least 12" is compatible with 30 too, but states 12
+            min(joins, key=lambda v: abs(_position(v.anchor) - _position(figure))).stated.append((outlet, figure))
+        else:
+            values.append(_Value(figure, [(outlet, figure)]))
+    return values
+
+
+def _position(figure: Figure) -> float:
+    return float(figure.day.toordinal()) if figure.day is not None else (figure.value or 0.0)
+
+
+def _mark_disputes(values: list[_Value], group: list[tuple[str, Figure]]) -> None:
+    several = _several(group)
+    for i, one in enumerate(values):
+        for other in values[i + 1:]:
+            if compatible(one.anchor, other.anchor):
+                continue
+            for key in sorted(one.subject_keys() & other.subject_keys()):
+                if _sides(one, other, key, several) and _sides(other, one, key, several):
+                    one.disputed_on.add(key)
+                    other.disputed_on.add(key)
+
+
+def _sides(one: _Value, other: _Value, key: str, several: set[tuple[str, str]]) -> set[str]:
+    """The outlets that state ``one`` for ``key``, not ``other``, and no third value for ``key``."""
+    return {o for o in one.outlets(key) - other.outlets() if (o, key) not in several}
+
+
+def _several(group: list[tuple[str, Figure]]) -> set[tuple[str, str]]:
+    """(outlet, subject key) pairs for which the outlet states values that differ beyond rounding: "12 people
+    died and 30 people were hurt" makes "people" name several quantities in that outlet's version."""
+    by: dict[tuple[str, str], list[Figure]] = defaultdict(list)
+    for outlet, figure in group:
+        if figure.subject_key:
+            by[(outlet, figure.subject_key)].append(figure)
+    return {k for k, fs in by.items() if any(not compatible(a, b) for a in fs for b in fs)}
+
+
+def _most_used(stated: Iterable[tuple[str, Figure]]) -> str | None:
+    """The subject word most outlets use (each outlet counted once per word), then the first in order."""
+    words = Counter(w for _, w in {(o, f.subject) for o, f in stated if f.subject})
+    return min(words, key=lambda w: (-words[w], w)) if words else None
+
+
+def _subject(value: _Value) -> str | None:
+    return _most_used(value.stated)
+
+
+def _words(group: list[tuple[str, Figure]]) -> dict[str, str]:
+    """For each subject key, the word the outlets use most for it: the two sides of a dispute are shown
+    under one word."""
+    by_key: dict[str, list[tuple[str, Figure]]] = defaultdict(list)
+    for outlet, figure in group:
+        if figure.subject_key:
+            by_key[figure.subject_key].append((outlet, figure))
+    return {key: _most_used(stated) or key for key, stated in by_key.items()}
