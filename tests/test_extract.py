@@ -192,3 +192,20 @@ def test_a_page_with_nothing_but_its_headline_is_empty():
     with pytest.raises(ExtractError) as err:
         extract_article(Page(entry, entry.link, 200, "text/html", page, datetime(2025, 6, 14, tzinfo=UTC)))
     assert err.value.reason == "empty_extraction"
+
+
+def test_the_outlet_is_named_by_the_documented_precedence():
+    path = "/regulation/eu-fines-meta-dma-pay-or-consent"  # a page without a site name
+    assert extract("markets", path, feed_name="Markets Post", feed_title="MP feed").source == "Markets Post"
+    assert extract("markets", path, feed_title="Global Markets Post").source == "Global Markets Post"
+    assert extract("markets", path).source == "marketspost.example"
+    ledger = "/tech/2025/06/13/meta-scale-ai-investment"  # a page with a site name
+    assert extract("ledger", ledger, feed_name="Ledger", feed_title="x").source == "Ledger"
+    assert extract("ledger", ledger, feed_title="The Ledger's feed").source == "The Daily Ledger"
+
+
+def test_figures_are_read_from_headline_and_text():
+    a = extract("ledger", "/tech/2025/06/13/meta-scale-ai-investment")
+    found = {(f.kind, f.value, f.subject) for f in a.figures}
+    assert ("money", 14.3e9, "investment") in found and ("percent", 49.0, "stake") in found
+    assert a.figures[0].text == "$14.3 billion"  # the headline's comes first

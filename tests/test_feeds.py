@@ -174,3 +174,8 @@ def test_a_feed_failing_for_the_same_reason_is_one_reject_row_from_its_first_fai
     assert load_feed_states(state_dir)[0][feed.url].failing is None
     (tmp_path / "news.xml").unlink()
     read("20250606T000000Z-run006", [(feed.url, "not_found")])  # failing anew
+
+
+def test_entries_carry_the_feed_title_and_the_configs_name():
+    entries, _, _ = parse_feed((FIXTURES / "feeds" / "ledger.xml").read_bytes(), "feed.xml", NOW, "Ledger")
+    assert {(e.feed_name, e.feed_title) for e in entries} == {("Ledger", "The Daily Ledger")}

@@ -34,7 +34,7 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 
-from pipelines import metrics
+from pipelines import metrics, state
 from pipelines.config import StoriesConfig
 from pipelines.failures import Guarded, attempt, rejects_for
 from pipelines.records import Article, ArticleRef, Assignment, Run, Story
@@ -194,6 +194,14 @@ def _staged_features(refs: Iterable[ArticleRef], run: Run, failed: list[tuple[An
     return staged_features(sorted(refs, key=lambda r: (article_time(r.published_at, run), r.article_id)), failed)
 
 
+def _head(state_dir: str) -> tuple[str | None, bool]:
+    """(the run that saved the index in force, whether it holds stories), from its first line only."""
+    head, _ = state.load(state_dir, lambda lines: next(lines, None))
+    if not isinstance(head, dict):
+        return None, False
+    return head.get("saved_by"), bool(head.get("stories", True))  # formats < 4: the document holds the stories
+
+
 class _AssignFn(beam.DoFn):
     """Runs once per run with every new article's ref; emits assignments, stories, the new index.
 
@@ -205,15 +213,23 @@ class _AssignFn(beam.DoFn):
         self._config, self._state_dir, self._run, self._output = config, state_dir, run, output
         self._all_stories = all_stories
 
-    def process(self, keyed: tuple[None, Iterable[ArticleRef]]) -> Iterator:
+    def _unindexed(self, saved_by: str | None, held: bool) -> list[str]:
+        if self._output is None:
+            return []
+        return unindexed_files(self._output, saved_by, held, self._run.run_id, self._run.started_at,
+                               timedelta(days=self._config.window_days))
+
+    def process(self, keyed: tuple[None, Iterable[ArticleRef | str]]) -> Iterator:
+        refs = [r for r in keyed[1] if isinstance(r, ArticleRef)]  # and the run's tick (``AssignStories``)
+        if not refs and not self._all_stories and not self._unindexed(*_head(self._state_dir)):
+            return  # nothing to assign or restore: the index and the stories stay as they are
         index, unreadable = load_index(self._state_dir)
         metrics.inc("state_snapshots_unreadable", len(unreadable))
         if self._output is not None:
-            files = unindexed_files(self._output, index, self._run.run_id, self._run.started_at,
-                                    timedelta(days=self._config.window_days))
+            files = self._unindexed(index.saved_by, bool(index.stories))
             metrics.inc("articles_restored_to_index", restore(index, read_rows(files), self._run.started_at))
         result = AssignResult()
-        assign_ordered(index, _staged_features(keyed[1], self._run, result.failed), self._config,
+        assign_ordered(index, _staged_features(refs, self._run, result.failed), self._config,
                        self._run.started_at, result)
         if self._all_stories:  # the rows of a stories file set aside: every story held is written again
             touched = {s.story_id for s in result.stories}
@@ -273,8 +289,11 @@ class AssignStories(beam.PTransform):
         self._all_stories = all_stories
 
     def expand(self, refs):
+        # a tick makes the step run in a run without new articles too, to restore what an interrupted run stored
+        tick = refs.pipeline | "Tick" >> beam.Create(["tick"])
         return (
-            refs
+            (refs, tick)
+            | "RefsAndTick" >> beam.Flatten()
             | "OneGroup" >> beam.WithKeys(lambda _: None)
             | "Gather" >> beam.GroupByKey()
             | "Assign" >> Guarded(beam.ParDo(_AssignFn(self._config, self._state_dir, self._run, self._output,

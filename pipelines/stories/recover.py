@@ -31,12 +31,13 @@ COLUMNS = ["article_id", "story_id", "duplicate_of", "source", "title", "text", 
            "fetched_at", "content_hash", "run_id"]
 
 
-def unindexed_files(output: str, index: StoryIndex, current_run: str, started_at: datetime,
+def unindexed_files(output: str, saved_by: str | None, held: bool, current_run: str, started_at: datetime,
                     window: timedelta) -> list[str]:
-    """Article files written by runs after the index's snapshot and before the current run, in run order."""
-    if index.saved_by is not None:
-        since = index.saved_by
-    elif not index.stories:  # no usable snapshot: rebuild from the runs within the window
+    """Article files written by runs after the index's snapshot (saved by the run ``saved_by``; ``held``: the
+    index holds stories) and before the current run, in run order."""
+    if saved_by is not None:
+        since = saved_by
+    elif not held:  # no usable snapshot: rebuild from the runs within the window
         since = f"{started_at - window:%Y%m%dT%H%M%SZ}"
     else:  # a snapshot from before snapshots named their run: nothing to compare with
         return []

@@ -8,8 +8,9 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import state
 from pipelines.config import StoriesConfig
+from pipelines.figures import figures
 from pipelines.records import Article, Run
-from pipelines.stories.assign import AssignStories, assign_batch
+from pipelines.stories.assign import AssignStories, assign_batch, story_rows
 from pipelines.stories.index import StoryIndex, load_index
 from pipelines.text import content_hash
 from pipelines.urls import stable_id
@@ -119,3 +120,82 @@ def test_assign_stories_rejects_an_article_whose_staged_features_cannot_be_read(
                     equal_to([("c", stable_id("story", "c"))]), label="the other article")
         assert_that(out["rejects"] | beam.Map(lambda r: (r.url, r.stage, r.reason)),
                     equal_to([("https://x.example/b", "stories", "internal_error")]), label="rejects")
+
+
+def with_figures(f):
+    return replace(f, figures=figures(f"{f.title or ''}\n\n{TEXT_OF[f.article_id]}", "en"))
+
+
+TEXT_OF: dict[str, str] = {}
+
+
+def version(article_id, text, hours, source, title=None, dated=True):
+    TEXT_OF[article_id] = text
+    return with_figures(replace(feat(article_id, text, hours, source, title or article_id), dated=dated))
+
+
+DEAL = [  # four versions of one deal; the first to arrive is the outlier ($14.8 billion, a different slant)
+    ("odd", "Insiders say Meta is investing $14.8 billion in Scale AI, a data-labeling start-up, in an unusual "
+            "arrangement; Scale AI chief executive Alexandr Wang joins a Meta superintelligence lab.", 0, "Odd"),
+    ("a", TEXTS["deal"], 1, "A"),
+    ("b", TEXTS["deal2"], 2, "B"),
+    ("c", TEXTS["deal"].replace("hires chief executive", "brings in chief executive"), 3, "C"),
+]
+
+
+def test_the_headline_is_the_version_nearest_the_storys_centre_and_follows_new_versions():
+    index = StoryIndex()
+    first = assign_batch(index, [version(*DEAL[0])], CFG, T0)
+    assert first.stories[0].title == "odd"  # alone, it represents its story
+    result = assign_batch(index, [version(*v) for v in DEAL[1:]], CFG, T0 + timedelta(hours=5))
+    (story,) = result.stories
+    assert story.title != "odd" and story.representative_id == story.title  # the titles are the ids here
+    assert story.first_article_id == "odd"  # first by publication time, whatever represents it
+
+
+def test_the_first_article_is_by_publication_time_not_arrival():
+    index = StoryIndex()
+    assign_batch(index, [version("late", TEXTS["deal"], 10, "Late")], CFG, T0)
+    result = assign_batch(index, [version("early", TEXTS["deal2"], 2, "Early"),
+                                  version("undated", TEXTS["deal"] + " More.", 0, "Undated", dated=False)],
+                          CFG, T0 + timedelta(hours=12))
+    (story,) = result.stories
+    assert story.first_article_id == "early"  # an undated article counts after every dated one
+
+
+def test_counts_distinguish_copies_and_outlets():
+    index = StoryIndex()
+    result = assign_batch(index, [version("a", TEXTS["deal"], 0, "A"), version("copy", TEXTS["deal"], 1, "A"),
+                                  version("b", TEXTS["deal2"], 2, "B")], CFG, T0)
+    (story,) = result.stories
+    assert (story.article_count, story.original_count, story.outlet_count) == (3, 2, 2)
+
+
+def test_story_rows_carry_agreement_and_disputes():
+    index = StoryIndex()
+    result = assign_batch(index, [version(*v) for v in DEAL], CFG, T0)
+    (story,) = result.stories
+    assert story.disputes == 1
+    disputed = {(f.value, f.outlets) for f in story.figures if f.disputed}
+    # "c" is a near copy of "a": a copy's figures are its original's, not another version's
+    assert disputed == {(14.8e9, ("Odd",)), (14.3e9, ("A", "B"))}
+    agreed = {(f.kind, f.value): f.outlets for f in story.figures if not f.disputed}
+    assert agreed[("money", 29e9)] == ("A", "B")
+
+
+def test_the_snapshot_keeps_what_story_rows_need(tmp_path):
+    index = StoryIndex()
+    assign_batch(index, [version(*v) for v in DEAL], CFG, T0)
+    state_dir = str(tmp_path / "state")
+    save_index(state_dir, "20250101T000000Z-a", index)
+    loaded, _ = load_index(state_dir)
+    assert loaded.to_json() == index.to_json()
+    assert story_rows(loaded, loaded.stories) == story_rows(index, index.stories)
+    # a format-4 record: every member an original, no candidates or figures, born on its first day
+    record = next(iter(index.to_json()["stories"]))
+    old = {k: v for k, v in record.items() if k not in ("original_count", "first_article_id", "first_article_time",
+                                                         "first_article_dated", "members", "figures", "born")}
+    older = StoryIndex.from_json({"format": 4, "stories": [old], "articles": []})
+    (story,) = older.stories.values()
+    assert (story.original_count, story.members, story.figures, story.born) == (4, [], [], "2025-06-12")
+    assert len(index.stories[story.story_id].members) == 3  # the near copy is no candidate

@@ -61,15 +61,15 @@ def test_unindexed_files_are_those_of_runs_after_the_snapshot(tmp_path):
         write(articles / f"ingest_date={day}", run_id, [])
     saved = StoryIndex(saved_by="20250612T000000Z-bbb")
     now = datetime(2025, 6, 13, tzinfo=UTC)
-    files = unindexed_files(str(tmp_path), saved, "20250613T000000Z-now", now, WINDOW)
+    files = unindexed_files(str(tmp_path), saved.saved_by, bool(saved.stories), "20250613T000000Z-now", now, WINDOW)
     assert [run_of(f) for f in files] == ["20250612T060000Z-ccc"]  # later than the snapshot, before this run
     # no snapshot at all: the runs within the window
-    assert [run_of(f) for f in unindexed_files(str(tmp_path), StoryIndex(), "20250613T000000Z-now", now,
+    assert [run_of(f) for f in unindexed_files(str(tmp_path), None, False, "20250613T000000Z-now", now,
                                                timedelta(days=1))] == ["20250612T000000Z-bbb", "20250612T060000Z-ccc"]
     # a snapshot from before snapshots named their run: nothing to compare with
     old = StoryIndex()
     assign_batch(old, [feat("a", TEXTS["deal"])], CFG, T0)
-    assert unindexed_files(str(tmp_path), old, "20250613T000000Z-now", now, WINDOW) == []
+    assert unindexed_files(str(tmp_path), old.saved_by, bool(old.stories), "20250613T000000Z-now", now, WINDOW) == []
 
 
 def test_composite_restores_an_interrupted_run_before_assigning(tmp_path):
