@@ -3,7 +3,8 @@
     python benchmarks/extraction_eval.py [--data ../shared/eval/extraction/scrapinghub]
 
 For each of the 181 pages, the body text from newsbeam's extract stage (``extract_article``) and, as
-references measured in the same run, plain ``trafilatura.extract(html, include_comments=False)`` and
+references measured in the same run, the stage without reading figures (``pipelines.figures``),
+plain ``trafilatura.extract(html, include_comments=False)`` and
 trafilatura with its own metadata extraction and the stage's options (what the stage did before it read
 page metadata itself, ``pipelines.pagemeta``), are
 compared with the ground-truth ``articleBody`` the way that benchmark defines it: case-sensitive ``\\w+``
@@ -61,6 +62,18 @@ def newsbeam_text(html: bytes, url: str) -> str:
         return extract_article(page).text
     except ExtractError:
         return ""
+
+
+def newsbeam_text_without_figures(html: bytes, url: str) -> str:
+    """The stage with its figures (``pipelines.figures``) left out: what reading figures costs."""
+    import pipelines.extract
+
+    reading = pipelines.extract.figures
+    pipelines.extract.figures = lambda *_: ()
+    try:
+        return newsbeam_text(html, url)
+    finally:
+        pipelines.extract.figures = reading
 
 
 def plain_text(html: bytes, url: str) -> str:
@@ -124,11 +137,12 @@ def main(argv: list[str] | None = None) -> int:
 
     # The extractors run page by page, in rotating order, so machine noise hits all alike.
     extractors = {"plain trafilatura": plain_text, "trafilatura+metadata": trafilatura_with_metadata,
-                  "newsbeam extract": newsbeam_text}
+                  "newsbeam extract": newsbeam_text, "newsbeam, no figures": newsbeam_text_without_figures}
     texts: dict[str, dict[str, str]] = {name: {} for name in extractors}
     seconds = dict.fromkeys(extractors, 0.0)
     for i, (key, html) in enumerate(pages.items()):
-        order = list(extractors)[i % 3:] + list(extractors)[:i % 3]  # each goes first, second, third in turn
+        n = len(extractors)
+        order = list(extractors)[i % n:] + list(extractors)[:i % n]  # each goes first, second ... in turn
         for name in order:
             started = time.perf_counter()
             texts[name][key] = extractors[name](html, truth[key].get("url") or "")
@@ -142,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"throughput ratio newsbeam / plain trafilatura: {ours / results['plain trafilatura'][1]:.2f}")
     print(f"throughput ratio newsbeam / trafilatura with its metadata: "
           f"{ours / results['trafilatura+metadata'][1]:.2f}")
+    print(f"throughput ratio newsbeam / newsbeam without reading figures: "
+          f"{ours / results['newsbeam, no figures'][1]:.3f}")
     metadata_agreement(pages, truth)
     return 0
 

@@ -16,6 +16,10 @@ the set, never the story label. A set with no dates at all is split into ``--run
 ``--direct`` skips Beam, fetching and extraction and feeds the texts straight to the stories stage's
 pure functions in the same order: quick for exploring, not the figure to report.
 
+``--figures`` (with ``--direct``) adds each article's money, percent and count figures (``pipelines.figures``,
+value to two significant digits, with unit and subject) to its term vector as rare terms: the experiment of
+whether figures help clustering (newsbeam keeps them out of the vector: they did not help; see the README).
+
 ``--ceiling`` is not a method but a bound: average-link clustering of the stage's own term vectors over
 every article at once (no time, no arrival order), cut at each similarity from 0.10 to 0.60 and scored
 against the labels; it prints the cut that scores best overall and each set's own best cut. No online
@@ -157,7 +161,24 @@ def through_pipeline(runs: list[tuple[datetime, list[dict]]], beam_args: list[st
     return pred, seconds
 
 
-def direct(runs: list[tuple[datetime, list[dict]]]) -> tuple[dict[str, str], float]:
+def with_figure_terms(features, title: str | None, text: str):
+    """The features with the article's figures added to its term vector, as terms as rare as any."""
+    from dataclasses import replace
+
+    from pipelines.figures import DATE, figures
+    from pipelines.stories.features import packed_terms
+
+    vector = dict(features.vector())
+    for f in figures("\n\n".join(filter(None, (title, text))), "en"):
+        if f.kind != DATE and f.value:
+            token = f"{f.kind}:{f.unit or ''}:{float(f'{f.value:.2g}'):g}:{f.subject_key or ''}"
+            vector[token] = vector.get(token, 0.0) + 8.0 / 40  # about a rare term's weight in a 40-term vector
+    norm = sum(w * w for w in vector.values()) ** 0.5 or 1.0
+    terms, weights = packed_terms({t: w / norm for t, w in vector.items()})
+    return replace(features, terms=terms, weights=weights)
+
+
+def direct(runs: list[tuple[datetime, list[dict]]], use_figures: bool = False) -> tuple[dict[str, str], float]:
     from pipelines.config import StoriesConfig
     from pipelines.stories.assign import assign_batch
     from pipelines.stories.features import article_features
@@ -178,6 +199,8 @@ def direct(runs: list[tuple[datetime, list[dict]]]) -> tuple[dict[str, str], flo
             batch.append(article_features(article_id(canonicalize(f"{BASE}/{r['id']}")), r.get("source") or "",
                                           r.get("title") or None, text, "en", published, content_hash(text),
                                           dated=bool(r.get("published"))))
+            if use_figures:
+                batch[-1] = with_figure_terms(batch[-1], r.get("title") or None, text)
             ids[batch[-1].article_id] = r["id"]
         pred.update({ids[a.article_id]: a.story_id for a in assign_batch(index, batch, config, when).assignments})
     return pred, time.perf_counter() - start
@@ -257,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gold", default=str(SHARED / "eval" / "stories" / "dev.jsonl"))
     parser.add_argument("--runs", type=int, default=4, help="runs for a set without publication dates")
     parser.add_argument("--direct", action="store_true", help="skip Beam/fetch/extract (exploration only)")
+    parser.add_argument("--figures", action="store_true", help="with --direct: figures as terms (experiment)")
     parser.add_argument("--ceiling", action="store_true",
                         help="print the batch average-link bound for the stage's vectors (not a method)")
     args, beam_args = parser.parse_known_args(argv)
@@ -269,10 +293,11 @@ def main(argv: list[str] | None = None) -> int:
         ceiling(rows)
         return 0
     runs = schedule(rows, args.runs)
-    pred, seconds = direct(runs) if args.direct else through_pipeline(runs, beam_args)
+    pred, seconds = direct(runs, args.figures) if args.direct else through_pipeline(runs, beam_args)
     missing = [r["id"] for r in rows if r["id"] not in pred]
     scores = load_storyeval().score(rows, pred)
     mode = "direct (no Beam)" if args.direct else "through the pipeline"
+    mode += ", figures as terms" if args.figures else ""
     mode += f", {len(runs)} scheduled runs"
     print(f"{gold.name}: {len(rows)} articles, {len(missing)} not stored, {mode}, {seconds:.1f}s")
     for name, (bp, br, bf, pp, pr, pf) in scores.items():

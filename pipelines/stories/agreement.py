@@ -1,20 +1,22 @@
 """What a story's versions agree and disagree on: the figures its outlets state, grouped into values.
 
-For each kind and unit (USD amounts, percentages, counts, dates), the figures its outlets state are grouped into
-values, the most precisely written first: a figure joins the first value it is compatible with (within rounding,
-``figures.compatible``) when it measures the same thing (the same ``subject_key``) or when both are specific
-(three or more significant digits, or a day: "$14.3 billion" stated twice is one quantity, whatever word stands
-next to it). So "$14 billion" joins "$14.3 billion" as agreeing by rounding.
+For each kind and unit (USD amounts, USD per year, percentages, counts, dates), the figures the outlets state are
+grouped into values, exact figures first and the most precisely written first: a figure joins the nearest value
+it is compatible with (``figures.compatible``: within rounding, its qualifier and, for a range, its width) when
+it measures the same thing (the same ``subject_key``) or when both are specific (three or more significant
+digits, or a day: "$14.3 billion" stated twice is one quantity, whatever word stands next to it). So "$14
+billion" joins "$14.3 billion" as agreeing by rounding.
 
-Two values disagree when they are incompatible and measure the same thing: some outlet states one and not
-the other with that subject, and another outlet states the other and not the one. An outlet that states both
-(a valuation now and a year ago) makes them two quantities, not a disagreement. A false "the outlets disagree"
-costs an analyst more than a missed one, so everything ambiguous counts as agreement.
+Two values are disputed when they are incompatible, no outlet states both (an outlet giving a valuation now
+and a year ago makes them two quantities), and they measure the same thing: one outlet states one of them
+for a subject and another the other for the same subject, each stating no third value for it. A subject that
+says how a figure is given rather than which quantity it is ("worth", "range", "total", "people": see
+``VAGUE_SUBJECTS``) never makes two values one quantity. A false "the outlets disagree" costs an analyst
+more than a missed one, so everything ambiguous counts as agreement.
 
-Only amounts of money and percentages are disputed. A count's subject is one word ("12 people" died, were
-hurt or were arrested), and the versions of one story give many counts for it; on the development stories
-nearly every disputed count was two different quantities (see ``benchmarks/figures_eval.py``). Counts and dates
-are listed as values the outlets agree on.
+Only amounts of money and percentages are disputed. A count's word names many quantities in one story (people
+died, were hurt, were arrested, marched): on the development stories 24 of 26 disputed counts were two different
+quantities (``benchmarks/figures_eval.py``). Counts and dates are listed as values the outlets agree on.
 
 Listed are the values stated by two or more outlets, and every disputed value.
 """
@@ -25,11 +27,16 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pipelines.figures import DATE, MONEY, PERCENT, Figure, compatible
+from pipelines.figures import DATE, MONEY, PERCENT, Figure, compatible, subject_key
 from pipelines.records import StoryFigure
 
 MAX_VALUES = 50  # per story row
 DISPUTED_KINDS = (MONEY, PERCENT)
+# Words that say how a figure is given, not which quantity it is ("worth $184 million", "in the $75 million
+# range", "a total of"): two values sharing only such a word are not known to be one quantity.
+VAGUE_SUBJECTS = frozenset(subject_key(w) for w in (
+    "range", "total", "sum", "amount", "figure", "number", "worth", "cost", "price", "level", "estimated", "record",
+    "people", "persons", "times", "about", "some", "more", "less", "same", "other", "another", "only", "just"))
 
 
 @dataclass
@@ -107,9 +114,9 @@ def _mark_disputes(values: list[_Value], group: list[tuple[str, Figure]]) -> Non
     several = _several(group)
     for i, one in enumerate(values):
         for other in values[i + 1:]:
-            if compatible(one.anchor, other.anchor):
-                continue
-            for key in sorted(one.subject_keys() & other.subject_keys()):
+            if compatible(one.anchor, other.anchor) or one.outlets() & other.outlets():
+                continue  # one value; or an outlet states both, so they are two quantities
+            for key in sorted(one.subject_keys() & other.subject_keys() - VAGUE_SUBJECTS):
                 if _sides(one, other, key, several) and _sides(other, one, key, several):
                     one.disputed_on.add(key)
                     other.disputed_on.add(key)

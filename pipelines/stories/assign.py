@@ -219,10 +219,13 @@ class _AssignFn(beam.DoFn):
         return unindexed_files(self._output, saved_by, held, self._run.run_id, self._run.started_at,
                                timedelta(days=self._config.window_days))
 
-    def process(self, keyed: tuple[None, Iterable[ArticleRef | str]]) -> Iterator:
+    def process(self, keyed: tuple[None, Iterable[ArticleRef | str]]) -> Iterable:
         refs = [r for r in keyed[1] if isinstance(r, ArticleRef)]  # and the run's tick (``AssignStories``)
         if not refs and not self._all_stories and not self._unindexed(*_head(self._state_dir)):
-            return  # nothing to assign or restore: the index and the stories stay as they are
+            return ()  # nothing to assign or restore: the index and the stories stay as they are
+        return self._assign(refs)
+
+    def _assign(self, refs: list[ArticleRef]) -> Iterator:
         index, unreadable = load_index(self._state_dir)
         metrics.inc("state_snapshots_unreadable", len(unreadable))
         if self._output is not None:
