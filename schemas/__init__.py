@@ -32,15 +32,16 @@ FIGURE = _struct([
     ("kind", pa.string(), "money, percent, count or date."),
     ("value", pa.float64(),
      "The number in plain units: money in units of its currency (\"$14.3 billion\" is 14300000000), percent in "
-     "points, a count; null for a date."),
-    ("unit", pa.string(), "ISO 4217 currency code for money, \"%\" for percent; null for counts and dates."),
+     "points, a count; a range's midpoint; null for a date."),
+    ("unit", pa.string(), "ISO 4217 currency code for money, \"%\" for percent, null for counts and dates; a rate "
+                          "adds its period (\"USD/year\", \"/day\")."),
     ("subject", pa.string(),
      "The word for what the figure measures, lower-case: the noun after it (\"49% stake\"), else the nearest "
      "content word before it in its clause (\"investing $14.8 billion\"); null if none."),
     ("text", pa.string(), "The figure as written (\"$14.3 billion\", \"49 percent\", \"12 juin 2025\")."),
     ("precision", pa.float64(),
-     "The step the number was written to, in value's units (\"$14.3 billion\": 100000000; \"300\": 100); 1 for a "
-     "date."),
+     "The step the number was written to, in value's units (\"$14.3 billion\": 100000000; \"300\": 100); a "
+     "range's width; 1 for a date."),
     ("qualifier", pa.string(), "approx (about, nearly), over (more than, at least) or under (up to, less than); "
                                "null when stated as exact."),
     ("day", pa.date32(), "A date's day (the year taken from the article's date when not written); null otherwise."),

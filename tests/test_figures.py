@@ -124,3 +124,28 @@ def test_written_amounts_read_back(whole, cents, language, sign):
     written = f"{whole:,}".replace(",", grouping) + f"{decimal}{cents:02d}"
     figure = one(f"a payment of {sign}{written} to them", language)
     assert figure.kind == "money" and figure.value == pytest.approx(whole + cents / 100)
+
+
+def test_a_range_is_one_figure_compatible_with_the_values_inside_it():
+    (r,) = figures("offers worth between $140 million and $150 million", "en")
+    assert (r.value, r.text) == (145e6, "$140 million and $150 million")
+    assert compatible(r, one("a $148 million offer")) and not compatible(r, one("a $184 million offer"))
+
+
+def test_a_rate_has_its_own_unit():
+    assert one("a deal worth $23 million per season").unit == "USD/season"
+    assert one("he earns $5 million annually").unit == "USD/year"
+    assert one("it paid $4 million a year ago").unit == "USD"  # "a year ago" is no rate
+
+
+def test_ages_times_and_addresses_are_not_counts():
+    assert figures("the 36-year-old champion won", "en") == ()
+    assert figures("they met at 10 a.m. on the pier", "en") == ()
+    assert figures("he lived near 473 East 52nd Street", "en") == ()
+    assert one("a 30-day reprieve").subject == "day"
+
+
+def test_number_words_with_multipliers_and_vague_amounts():
+    assert one("at least four dozen questions").value == 48
+    assert figures("a few hundred asylum seekers", "en") == ()
+    assert figures("more than three quarters of applicants", "en") == ()
