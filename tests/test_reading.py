@@ -85,6 +85,7 @@ def test_duckdb_examples(history):
     assert len(results[2]) == len(stories) == len({r[0] for r in results[2]})  # each story once
     # the seeds, spread over two runs: one story of five outlets, disputing the investment only
     assert [r[2:] for r in results[2][:1]] == [(5, 5, 6, 1)]
+    assert "14.8" not in results[2][0][1]  # its headline is not the outlier's ("Meta invests $14.8 billion ...")
     assert {(r[1], r[2].lower(), tuple(r[3])) for r in results[3]} == {
         ("investment", "$14.8 billion", ("Bytebeat",)),
         ("investment", "$14.3 billion", ("Economy Now", "Global Markets Post", "Techwire Review", "The Daily Ledger"))}
