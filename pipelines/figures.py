@@ -116,7 +116,9 @@ _CURRENCY_WORDS = {
     "dólares": "USD", "dólar": "USD", "dollari": "USD", "dollaro": "USD", "dólares.": "USD", "reais": "BRL",
     "złotych": "PLN", "zł": "PLN", "lira": "TRY", "liras": "TRY", "долларов": "USD", "доллара": "USD",
     "доллар": "USD", "евро": "EUR", "рублей": "RUB", "рубля": "RUB", "руб": "RUB", "гривен": "UAH",
-    "دولار": "USD", "يورو": "EUR", "रुपये": "INR", "रुपए": "INR",
+    "دولار": "USD", "يورو": "EUR", "रुपये": "INR", "रुपए": "INR", "درهم": "AED", "دراهم": "AED", "ريال": "SAR",
+    "جنيه": "EGP", "שקלים": "ILS", "שקל": "ILS", "ש\"ח": "ILS", "ευρώ": "EUR", "δολάρια": "USD", "บาท": "THB",
+    "kronor": "SEK", "ringgit": "MYR", "rupiah": "IDR", "lira": "TRY",
     "美元": "USD", "美金": "USD", "欧元": "EUR", "英镑": "GBP", "日元": "JPY", "元": "CNY", "人民币": "CNY",
     "円": "JPY", "ドル": "USD", "ユーロ": "EUR", "달러": "USD", "원": "KRW", "유로": "EUR",
 }
@@ -281,6 +283,9 @@ def _ranges(text: str, found: list[tuple[int, Figure]]) -> list[Figure]:
     return figures
 
 
+_CJK_DATE = regex.compile(r"(?:(?P<year>\d{4})\s*[年년]\s*)?(?P<month>\d{1,2})\s*[月월]\s*(?P<day>\d{1,2})\s*[日일]")
+
+
 def _number_words(text: str):
     """The English number words of ``text``, as matches: found by plain substring search in its lower-case
     form (a regular expression trying each position costs a third of a millisecond a page)."""
@@ -305,6 +310,11 @@ def _occurrences(text: str, word: str):
 def _dates(text: str, reference: date | None):
     for m in _ISO_DATE.finditer(text):
         day = _day(int(m[1]), int(m[2]), int(m[3]))
+        if day is not None:
+            yield m.start(), m.end(), day
+    for m in _CJK_DATE.finditer(text):  # "2025年6月12日", "6月12日", "6월 28일"
+        year = int(m["year"]) if m["year"] else (reference.year if reference else None)
+        day = _day(year, int(m["month"]), int(m["day"])) if year else None
         if day is not None:
             yield m.start(), m.end(), day
     for m in _DAY.finditer(text):  # a day's number, then its month around it: "12 juin", "June 12, 2025"
@@ -361,11 +371,15 @@ def _number_figure(text: str, match, language: str) -> tuple[int, Figure] | None
     scale_word = post["scale"] if post is not None else None
     if scale_word and scale_word.lower() in _ATTACHED_ONLY and (currency is None or (post and post["space"])):
         scale_word = None  # "14 m" is a length, "$14m" an amount
-    if post and (scale_word or post["percent"] or post["currency"]):
-        end = post.end() if (post["percent"] or post["currency"]) else _scale_end(text, post, end)
     scale = _scale(scale_word, language)
-    if post and post["currency"] and currency is None:
-        currency = _CURRENCY_WORDS[post["currency"].lower()]
+    word = post["currency"].lower() if post is not None and post["currency"] and currency is None else None
+    if word is not None and ((word in _WEIGHT_TOO and not scale) or (
+            word not in _WEIGHT_TOO and raw.isdigit() and len(raw) == 4 and 1800 <= value <= 2200)):
+        word = None  # "200 pounds" is a weight ("£200", "2 billion pounds" are money); "in 2006 dollars" a year
+    if post and (scale_word or post["percent"] or (post["currency"] and word)):
+        end = post.end() if (post["percent"] or word) else _scale_end(text, post, end)
+    if word is not None:
+        currency = _CURRENCY_WORDS[word]
     percent = bool(post and post["percent"]) or (sign is None and bool(_PRE_PERCENT.search(before)))
     if percent and not (post and post["percent"]):
         start -= 1
@@ -395,6 +409,7 @@ _RATE = regex.compile(
     r"(?!\s+(?:ago|earlier|later|before|after|from))", regex.IGNORECASE)
 
 
+_WEIGHT_TOO = frozenset({"pound", "pounds"})
 _NEVER_AFTER = frozenset(".,;:!?)]}\"'’”-–—/")
 
 
@@ -516,7 +531,9 @@ _VAGUE = frozenset({"few", "several", "many", "some", "hundreds", "dozens"})
 _MULTIPLIER = regex.compile(r"[ -](dozen|hundred)\b", regex.IGNORECASE)
 _FRACTION = regex.compile(r"[ -](?:quarters?|thirds?|halves|half|fifths?|tenths?)\b", regex.IGNORECASE)
 _NOT_A_COUNT = regex.compile(
-    r"(?:[- ]years?[- ]old|[- ]months?[- ]old|-jährige|\s?[ap]\.?\s?m\b\.?|\s?[AP]M\b|\s?o'clock|\s?Uhr\b|\s?h\d\d)",
+    r"(?:[- ]years?[- ]old|[- ]months?[- ]old|-jährige|\s?[ap]\.?\s?m\b\.?|\s?[AP]M\b|\s?o'clock|\s?Uhr\b|\s?h\d\d"
+    r"|\s?[時分秒시분초年月년월](?!間)|\s?[日일](?!間|간)|\s(?:утра|вечера|ночи|часов|часа|час)\b|\s?[πμ]\.\s?μ\."
+    r"|\s(?:μεσημέρι|απόγευμα|πρωί|βράδυ))",
     regex.IGNORECASE)
 
 
@@ -534,8 +551,8 @@ def _sentence_start(text: str, position: int) -> bool:
 
 
 _QUALIFIER = regex.compile(
-    "|".join(rf"(?P<{q}>(?<![\p{{L}}])(?:{_alternation(phrases)}))" for q, phrases in _QUALIFIER_WORDS.items())
-    + r"\s*$")
+    "(?:" + "|".join(rf"(?P<{q}>(?<![\p{{L}}])(?:{_alternation(phrases)}))" for q, phrases in _QUALIFIER_WORDS.items())
+    + r")\s*$")
 _QUALIFYING = frozenset(w for phrases in _QUALIFIER_WORDS.values() for w in phrases)
 
 
@@ -568,7 +585,8 @@ def _noun_after(text: str, position: int, language: str, connectors: bool = True
     chunk = text[position:end]
     if chunk[:1] and _is_cjk(chunk[:1]):
         run = _CJK_RUN.match(chunk)
-        return run.group(0) if run else None
+        word = run.group(0) if run else None
+        return None if word is None or word in _KOREAN_PARTICLES or word[:1] in _KOREAN_PARTICLES else word
     if not chunk[:1].isspace() and chunk[:1] != "-":
         return None
     found: list[str] = []
@@ -593,7 +611,7 @@ def _noun_after(text: str, position: int, language: str, connectors: bool = True
             break
     if not phrase:
         return None
-    phrase = [w for w in phrase if len(w) > 2 or _is_cjk(w[:1])]  # "p" of "p.m.", "am"
+    phrase = [w for w in phrase if (len(w) > 2 or _is_cjk(w[:1])) and w.lower() not in _CURRENCY_WORDS]
     if not phrase:
         return None
     head = phrase[-1].lower()
@@ -621,8 +639,24 @@ def _subject(text: str, start: int, end: int, language: str, after: bool = True)
             continue
         if (word[:1].isupper() and language not in _CAPITALISED_NOUNS) or (len(word) < 3 and not _is_cjk(word[:1])):
             continue
-        return lower[-2:] if _is_cjk(lower[:1]) else lower
+        return _spaceless_word(lower) if _is_cjk(lower[-1:]) else lower
     return None
+
+
+# Korean particles written after a figure ("1550원으로"): grammar, not what the figure measures
+_KOREAN_PARTICLES = frozenset({"으로", "로", "에서", "에", "의", "을", "를", "이", "가", "은", "는", "과", "와", "도", "만",
+                               "까지", "부터"})
+_KANA = regex.compile(r"[\p{Hiragana}\p{Katakana}ー]+")
+
+
+def _spaceless_word(run: str) -> str | None:
+    """The last word of a run of Chinese, Japanese or Korean text before a figure, by ICU's segmentation
+    (``pipelines.words``): "投資約" -> "投資". Particles (kana alone) and qualifiers are passed over."""
+    from pipelines.words import segment
+
+    words = [w for w in segment(run[-12:]) if not (w in _QUALIFYING or _KANA.fullmatch(w) or w.isdigit())]
+    longer = [w for w in words if len(w) > 1]  # a lone character is mostly a suffix: 投資|額, 税|収
+    return (longer or words or [None])[-1]
 
 
 _SUFFIXES = ("ations", "ation", "ments", "ment", "ings", "ing", "ed", "es", "s", "e")

@@ -149,3 +149,39 @@ def test_number_words_with_multipliers_and_vague_amounts():
     assert one("at least four dozen questions").value == 48
     assert figures("a few hundred asylum seekers", "en") == ()
     assert figures("more than three quarters of applicants", "en") == ()
+
+
+@pytest.mark.parametrize("text,language,expected", [
+    ("2025年6月12日に発表した", "ja", ("date", date(2025, 6, 12))),
+    ("오는 6월 28일부터 인상", "ko", ("date", date(2025, 6, 28))),
+    ("总投资73亿欧元", "zh", ("money", 7.3e9, "EUR", "投资")),
+    ("投資額は約73億ユーロ", "ja", ("money", 7.3e9, "EUR", "投資")),
+    ("기본요금 1550원으로 오른다", "ko", ("money", 1550.0, "KRW", "기본요금")),
+    ("بتكلفة 18 مليار درهم", "ar", ("money", 18e9, "AED", "بتكلفة")),
+    ("מחיר של 16 שקלים", "he", ("money", 16.0, "ILS", "מחיר")),
+])
+def test_figures_in_spaceless_and_right_to_left_scripts(text, language, expected):
+    figure = one(text, language, date(2025, 1, 1))
+    if expected[0] == "date":
+        assert (figure.kind, figure.day) == expected
+    else:
+        assert (figure.kind, figure.value, figure.unit, figure.subject) == expected
+
+
+@pytest.mark.parametrize("text,language", [
+    ("13日午前4時12分ごろ", "ja"), ("3月に決定", "ja"), ("в 11 утра", "ru"), ("στις 12 μεσημέρι", "el"),
+])
+def test_times_and_parts_of_dates_are_not_counts(text, language):
+    assert figures(text, language) == ()
+
+
+def test_a_qualifier_is_the_words_right_before_the_figure():
+    assert one("but above the 2002 value of $4.9 million").qualifier is None
+    assert one("the value rose above $4.9 million").qualifier == "over"
+
+
+def test_pounds_of_weight_and_dollars_of_a_year_are_not_money():
+    assert one("weighing approximately 200 pounds").kind == "count"
+    assert one("a 2 billion pound deal").unit == "GBP"
+    assert figures("$76 million (in 2006 dollars) was spent", "en")[0].value == 76e6
+    assert len(figures("$76 million (in 2006 dollars) was spent", "en")) == 1
