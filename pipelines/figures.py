@@ -118,7 +118,7 @@ _CURRENCY_WORDS = {
     "доллар": "USD", "евро": "EUR", "рублей": "RUB", "рубля": "RUB", "руб": "RUB", "гривен": "UAH",
     "دولار": "USD", "يورو": "EUR", "रुपये": "INR", "रुपए": "INR", "درهم": "AED", "دراهم": "AED", "ريال": "SAR",
     "جنيه": "EGP", "שקלים": "ILS", "שקל": "ILS", "ש\"ח": "ILS", "ευρώ": "EUR", "δολάρια": "USD", "บาท": "THB",
-    "kronor": "SEK", "ringgit": "MYR", "rupiah": "IDR", "lira": "TRY",
+    "kronor": "SEK", "ringgit": "MYR", "rupiah": "IDR",
     "美元": "USD", "美金": "USD", "欧元": "EUR", "英镑": "GBP", "日元": "JPY", "元": "CNY", "人民币": "CNY",
     "円": "JPY", "ドル": "USD", "ユーロ": "EUR", "달러": "USD", "원": "KRW", "유로": "EUR",
 }
@@ -644,8 +644,8 @@ def _subject(text: str, start: int, end: int, language: str, after: bool = True)
 
 
 # Korean particles written after a figure ("1550원으로"): grammar, not what the figure measures
-_KOREAN_PARTICLES = frozenset({"으로", "로", "에서", "에", "의", "을", "를", "이", "가", "은", "는", "과", "와", "도", "만",
-                               "까지", "부터"})
+_KOREAN_PARTICLES = frozenset({"으로", "로", "에서", "에", "의", "을", "를", "이", "가", "은", "는", "과", "와", "도",
+                               "만", "까지", "부터"})
 _KANA = regex.compile(r"[\p{Hiragana}\p{Katakana}ー]+")
 
 
@@ -656,7 +656,7 @@ def _spaceless_word(run: str) -> str | None:
 
     words = [w for w in segment(run[-12:]) if not (w in _QUALIFYING or _KANA.fullmatch(w) or w.isdigit())]
     longer = [w for w in words if len(w) > 1]  # a lone character is mostly a suffix: 投資|額, 税|収
-    return (longer or words or [None])[-1]
+    return (longer or words)[-1] if words else None
 
 
 _SUFFIXES = ("ations", "ation", "ments", "ment", "ings", "ing", "ed", "es", "s", "e")
