@@ -550,15 +550,25 @@ def _sentence_start(text: str, position: int) -> bool:
     return not before or before[-1] in ".!?\n\"“”'‘’:"
 
 
-_QUALIFIER = regex.compile(
-    "(?:" + "|".join(rf"(?P<{q}>(?<![\p{{L}}])(?:{_alternation(phrases)}))" for q, phrases in _QUALIFIER_WORDS.items())
-    + r")\s*$")
-_QUALIFYING = frozenset(w for phrases in _QUALIFIER_WORDS.values() for w in phrases)
+_QUALIFIER_OF = {phrase: q for q, phrases in _QUALIFIER_WORDS.items() for phrase in phrases}
+_UNSPACED = tuple((p, q) for p, q in _QUALIFIER_OF.items() if not p[:1].isascii() or not p[:1].isalpha())
+_QUALIFYING = frozenset(_QUALIFIER_OF)
 
 
 def _qualifier(text: str, start: int) -> str | None:
-    m = _QUALIFIER.search(text[max(0, start - 24):start].lower())
-    return m.lastgroup if m else None
+    """The qualifier the words right before a figure make: the last one, two or three words, or a sign or a
+    word written without a space before the number ("~", "約", "超过")."""
+    before = text[max(0, start - 24):start].lower().rstrip()
+    words = [w.lstrip("(\"“'‘«") for w in before.split()]
+    for n in (3, 2, 1):
+        if len(words) >= n:
+            qualifier = _QUALIFIER_OF.get(" ".join(words[-n:]))
+            if qualifier is not None:
+                return qualifier
+    for phrase, qualifier in _UNSPACED:
+        if before.endswith(phrase):
+            return qualifier
+    return None
 
 
 def _clause_end(text: str, position: int, limit: int = 80) -> int:
