@@ -191,6 +191,7 @@ _CAPITALISED_NOUNS = frozenset({"de", "lb"})  # languages where a capital letter
 _WORD = regex.compile(r"[\p{L}\p{M}][\p{L}\p{M}'’\-]*")
 _TOKEN = regex.compile(r"[\p{L}\p{M}][\p{L}\p{M}'’\-]*|\d+")
 _CLAUSE_END = regex.compile(r"[.;:!?()\[\]{}\"“”«»،؛。；：！？\n]|,\s|—|–\s")
+_LAST_CLAUSE_END = regex.compile(r"(?r)" + _CLAUSE_END.pattern)  # searched from the end: the last one
 _CJK = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"
 _NOT_CJK_LETTER = r"[^\P{L}" + _CJK + "]"  # a letter of a script that puts spaces between words
 _NUM = (r"(?<!" + _NOT_CJK_LETTER + r"|[\p{N}.,])"
@@ -202,7 +203,7 @@ _MONTH_WORD = (r"(?P<month>(?i:" + "|".join(regex.escape(m) for m in sorted(_MON
 _DAY = regex.compile(r"(?<![\p{N}\p{L}.,])\d{1,2}(?![\p{N}])")
 _AFTER_DAY = regex.compile(r"(?:\.|er|º|st|nd|rd|th)?\s+(?:de\s+)?" + _MONTH_WORD +
                            r"(?:,?\s+(?:de\s+)?(?P<year>\d{4}))?(?![\p{L}])")
-_BEFORE_DAY = regex.compile(r"(?<![\p{L}])" + _MONTH_WORD + r"\s+$")
+_BEFORE_DAY = regex.compile(r"(?r)(?<![\p{L}])" + _MONTH_WORD + r"\s+$")  # (?r): searched from the end
 _YEAR_AFTER = regex.compile(r"(?:st|nd|rd|th)?,?\s+(?P<year>\d{4})(?![\p{N}\p{L}])")
 
 
@@ -210,7 +211,7 @@ def _alternation(words) -> str:
     return "|".join(regex.escape(w) for w in sorted(words, key=len, reverse=True))
 
 
-_PRE = regex.compile(r"(?i:(?P<sign>" + _alternation(_SIGNS) + r"))\s?$")
+_PRE = regex.compile(r"(?r)(?i:(?P<sign>" + _alternation(_SIGNS) + r"))\s?$")
 _PRE_PERCENT = regex.compile(r"[%٪％]$")
 _POST = regex.compile(
     r"(?P<space>[\s\u00a0\u202f]?)(?i:(?P<scale>" + _alternation(_SCALES) + r")"
@@ -293,7 +294,8 @@ def _number_words(text: str):
     if len(lowered) != len(text):  # lower-casing changed lengths (a dotted capital I): positions would shift
         yield from _NUMBER_WORD.finditer(text)
         return
-    starts = sorted(i for word in _NUMBER_WORDS for i in _occurrences(lowered, word))
+    starts = sorted(i for word in _NUMBER_WORDS for i in _occurrences(lowered, word)
+                    if not lowered[i - 1:i].isalpha() and not lowered[i + len(word):i + len(word) + 1].isalpha())
     for i in starts:
         match = _NUMBER_WORD.match(text, i)
         if match is not None:
@@ -318,7 +320,8 @@ def _dates(text: str, reference: date | None):
         if day is not None:
             yield m.start(), m.end(), day
     for m in _DAY.finditer(text):  # a day's number, then its month around it: "12 juin", "June 12, 2025"
-        after = _AFTER_DAY.match(text, m.end())
+        next_two = text[m.end():m.end() + 3]
+        after = _AFTER_DAY.match(text, m.end()) if any(c.isspace() for c in next_two) else None
         before = None if after else _BEFORE_DAY.search(text, max(0, m.start() - 14), m.start())
         if after is None and before is None:
             continue
@@ -361,7 +364,7 @@ def _number_figure(text: str, match, language: str) -> tuple[int, Figure] | None
     value, precision = parsed
     start, end = match.start(), match.end()
     before = text[max(0, start - 8):start]
-    sign = _PRE.search(before)
+    sign = _PRE.search(before) if _may_end_a_sign(before) else None
     currency = _SIGNS[sign["sign"].lower()] if sign else None
     if sign:
         start -= len(sign.group(0))
@@ -407,6 +410,20 @@ _RATE = regex.compile(
     r"head|capita|game|night|barrel|gallon|litre|liter|ton|tonne|kilo|kilogram|pound|ounce|mile|minute|jahr|monat|"
     r"tag|an|mois|jour|año|mes|día|год|месяц)|\s(?P<adverb>annually|yearly|monthly|weekly|daily|hourly))\b"
     r"(?!\s+(?:ago|earlier|later|before|after|from))", regex.IGNORECASE)
+
+
+_PREVIOUS_WORD = regex.compile(r"(?r)([\p{L}][\p{L}\p{M}'’\-]*)[ \u00a0]+$")
+_SIGN_WORDS = frozenset({"rs", "chf", "rmb", "zł"})
+
+
+def _may_end_a_sign(before: str) -> bool:
+    """Whether ``before`` may end with a currency sign or code: not when it ends with a lower-case word other than
+    a sign ("in 2016", "about 50"), which is most numbers."""
+    tail = before.rstrip()
+    if not tail[-1:].isalpha() or not tail[-1:].islower():
+        return bool(tail)
+    word = tail.rsplit(None, 1)[-1]
+    return word.lower() in _SIGN_WORDS or any(c.isupper() for c in word)
 
 
 _WEIGHT_TOO = frozenset({"pound", "pounds"})
@@ -496,9 +513,9 @@ def _count(text: str, start: int, end: int, value: float, precision: float, lang
         return None  # "08", "000": a part of a time, a code or a split number, not a count
     if _NOT_A_COUNT.match(text, end):
         return None  # an age, a time of day
-    previous = _words_before(text, start, 1)
-    if previous and previous[0][0][:1].isupper() and language not in _CAPITALISED_NOUNS and \
-            not _sentence_start(text, previous[0][1]):
+    previous = _PREVIOUS_WORD.search(text, max(0, start - 40), start)
+    if previous and previous.group(1)[:1].isupper() and language not in _CAPITALISED_NOUNS and \
+            not _sentence_start(text, previous.start(1)):
         return None  # part of a name: "Llama 4", "Windows 11", "Boeing 737"
     following = _WORD.match(text, end + 1) if text[end:end + 1] == " " else None
     if following and following.group(0)[:1].isupper() and language not in _CAPITALISED_NOUNS:
@@ -565,6 +582,8 @@ def _qualifier(text: str, start: int) -> str | None:
             qualifier = _QUALIFIER_OF.get(" ".join(words[-n:]))
             if qualifier is not None:
                 return qualifier
+    if before[-1:].isascii() and before[-1:].isalpha():
+        return None  # an unspaced qualifier is a sign or a word of a script without spaces
     for phrase, qualifier in _UNSPACED:
         if before.endswith(phrase):
             return qualifier
@@ -578,9 +597,8 @@ def _clause_end(text: str, position: int, limit: int = 80) -> int:
 
 
 def _clause_start(text: str, position: int, limit: int = 80) -> int:
-    window = text[max(0, position - limit):position]
-    ends = [m.end() for m in _CLAUSE_END.finditer(window)]
-    return position - len(window) + (ends[-1] if ends else 0)
+    last = _LAST_CLAUSE_END.search(text, max(0, position - limit), position)
+    return last.end() if last else max(0, position - limit)
 
 
 def _words_before(text: str, position: int, n: int) -> list[tuple[str, int]]:
