@@ -12,6 +12,9 @@ the story's articles disagree on (its "about" says what counts). This prints:
   outlet; each ECB+ article its own, as the set does not name outlets); a flagged dispute matches a labelled
   one when two of its values are two of the label's. Precision over the flagged disputes, recall over the
   labelled ones, overall and for the kinds newsbeam disputes (money, percent);
+- the same on the stories newsbeam forms itself (the stories stage's assignment of the whole dev set, as
+  ``stories_eval.py --direct`` runs it), where a story may hold two events: how many disputes are flagged there,
+  and how many of them are labelled ones;
 - with ``--show``, every flagged dispute of the whole dev set, labelled or not, to read.
 
 The dev texts were detokenised from token lists ("$27. 5 million", "re - election"); those spaces are removed
@@ -135,6 +138,25 @@ def score_disputes(by_story: dict[str, list[dict]], labels: dict, show: bool) ->
     return tally
 
 
+def on_formed_stories(rows: dict[str, dict], labels: dict) -> tuple[int, int]:
+    """(disputes flagged, of which labelled) on the stories the stories stage forms from the dev set."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import stories_eval
+
+    formed: dict[str, list[dict]] = defaultdict(list)
+    predicted, _ = stories_eval.direct(stories_eval.schedule(list(rows.values()), 4))
+    for article_id, story_id in predicted.items():
+        formed[story_id].append(rows[article_id])
+    flagged_n = right = 0
+    for members in formed.values():
+        stated = [(outlet(r), f) for r in members for f in figures(article_text(r), "en", reference(r))]
+        for d in flagged(stated):
+            flagged_n += 1
+            gold = {r["story"] for r in members}
+            right += any(matches(d, g) for s in gold for g in labels["stories"].get(s, {}).get("disputes", ()))
+    return flagged_n, right
+
+
 def ratio(a: int, b: int) -> str:
     return f"{a / b:.3f}" if b else "  -  "
 
@@ -173,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         t = disputes[scope]
         print(f"  {scope:<16} {t['gold']:>8} {t['flagged']:>8} {t['right']:>6}  {ratio(t['right'], t['flagged']):>9}  "
               f"{ratio(t['recalled'], t['gold']):>6}")
+    flagged_n, right = on_formed_stories(rows, labels)
+    print(f"disputes on the stories newsbeam forms from the whole dev set: {flagged_n} flagged, {right} of them "
+          f"labelled disputes (precision {ratio(right, flagged_n)})")
     return 0
 
 

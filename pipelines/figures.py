@@ -639,7 +639,8 @@ def _noun_after(text: str, position: int, language: str, connectors: bool = True
             break
     if not phrase:
         return None
-    phrase = [w for w in phrase if (len(w) > 2 or _is_cjk(w[:1])) and w.lower() not in _CURRENCY_WORDS]
+    phrase = [w for w in phrase if (len(w) > 2 or _is_cjk(w[:1])) and w.lower() not in _CURRENCY_WORDS
+              and w.lower() not in _NUMBER_WORDS]
     if not phrase:
         return None
     head = phrase[-1].lower()
@@ -663,7 +664,7 @@ def _subject(text: str, start: int, end: int, language: str, after: bool = True)
             return noun
     for word, _ in _words_before(text, start, 6):
         lower = word.lower()
-        if lower in _STOP or lower in _MONTHS or lower in _QUALIFYING:
+        if lower in _STOP or lower in _MONTHS or lower in _QUALIFYING or lower in _NUMBER_WORDS:
             continue
         if (word[:1].isupper() and language not in _CAPITALISED_NOUNS) or (len(word) < 3 and not _is_cjk(word[:1])):
             continue

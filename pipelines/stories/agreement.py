@@ -7,16 +7,17 @@ it measures the same thing (the same ``subject_key``) or when both are specific 
 digits, or a day: "$14.3 billion" stated twice is one quantity, whatever word stands next to it). So "$14
 billion" joins "$14.3 billion" as agreeing by rounding.
 
-Two values are disputed when they are incompatible, no outlet states both (an outlet giving a valuation now
-and a year ago makes them two quantities), and they measure the same thing: one outlet states one of them
-for a subject and another the other for the same subject, each stating no third value for it. A subject that
+Two values are disputed when they are incompatible, both stated precisely (``disputable``: exact, and money
+to three significant digits), no outlet states both (an outlet giving a valuation now and a year ago makes them
+two quantities), and they measure the same thing: one outlet states one of them for a subject and another the
+other for the same subject, each stating no third value for it. A subject that
 says how a figure is given rather than which quantity it is ("worth", "range", "total", "people": see
 ``VAGUE_SUBJECTS``) never makes two values one quantity. A false "the outlets disagree" costs an analyst
 more than a missed one, so everything ambiguous counts as agreement.
 
 Only amounts of money and percentages are disputed. A count's word names many quantities in one story (people
-died, were hurt, were arrested, marched): on the development stories 24 of 26 disputed counts were two different
-quantities (``benchmarks/figures_eval.py``). Counts and dates are listed as values the outlets agree on.
+died, were hurt, were arrested, marched): on the labelled development stories 6 of 7 disputed counts were not
+disagreements (``benchmarks/figures_eval.py``). Counts and dates are listed as values the outlets agree on.
 
 Listed are the values stated by two or more outlets, and every disputed value.
 """
@@ -26,6 +27,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+import regex
 
 from pipelines.figures import DATE, MONEY, PERCENT, Figure, compatible, subject_key
 from pipelines.records import StoryFigure
@@ -54,12 +57,28 @@ class _Value:
 
 def specific(figure: Figure) -> bool:
     """Written precisely enough that two outlets stating it state the same quantity."""
-    if figure.kind == DATE:
-        return True
-    digits = "".join(c for c in figure.text if c.isdigit()).lstrip("0")
-    if "." not in figure.text and "," not in figure.text:
-        digits = digits.rstrip("0")
-    return len(digits) >= 3 and figure.qualifier is None
+    return figure.kind == DATE or (_significant_digits(figure) >= 3 and figure.qualifier is None)
+
+
+def disputable(figure: Figure) -> bool:
+    """Stated precisely enough that another outlet's different value is a disagreement, not another quantity
+    or a rounding: exact (no qualifier, not a range), and written to three significant digits for money
+    ("$14.3 billion", not "$80 million"), two for a percentage ("49%")."""
+    return figure.qualifier is None and _significant_digits(figure) >= (3 if figure.kind == MONEY else 2)
+
+
+_NUMBERS = regex.compile(r"\d+(?:[.,\u066b\u066c'’]\d+)*")
+_FRACTION = regex.compile(r"[.,\u066b](?:\d{1,2}|\d{4,})$")  # a decimal part, not a group of three digits
+
+
+def _significant_digits(figure: Figure) -> int:
+    """Significant digits of the figure's number as written (0 for a range: two numbers)."""
+    numbers = _NUMBERS.findall(figure.text)
+    if len(numbers) != 1:
+        return 0
+    digits = "".join(c for c in numbers[0] if c.isdigit()).lstrip("0")
+    fraction = _FRACTION.search(numbers[0])  # written decimals count, trailing zeros of a whole number do not
+    return len(digits if fraction else digits.rstrip("0"))
 
 
 def _relative_precision(figure: Figure) -> float:
@@ -114,8 +133,9 @@ def _mark_disputes(values: list[_Value], group: list[tuple[str, Figure]]) -> Non
     several = _several(group)
     for i, one in enumerate(values):
         for other in values[i + 1:]:
-            if compatible(one.anchor, other.anchor) or one.outlets() & other.outlets():
-                continue  # one value; or an outlet states both, so they are two quantities
+            if compatible(one.anchor, other.anchor) or one.outlets() & other.outlets() or \
+                    not (disputable(one.anchor) and disputable(other.anchor)):
+                continue  # one value; an outlet states both, so they are two quantities; or a round value
             for key in sorted(one.subject_keys() & other.subject_keys() - VAGUE_SUBJECTS):
                 if _sides(one, other, key, several) and _sides(other, one, key, several):
                     one.disputed_on.add(key)
