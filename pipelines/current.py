@@ -13,6 +13,9 @@ the run is written and before its story index is committed: a run killed before 
 files, and the next run (which restores the killed run's stored articles to the index) rewrites the partitions
 of the stories it restores. The partitions a run rewrites are those of the stories it changed, all of them
 created within the story window, so a run's cost does not grow with the history.
+
+A ``stories_current`` file set aside as damaged (``pipelines.datasets``) is made again from the history by the
+next run (``rebuild``): each story's latest row, in the partition of the date of its first row.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.paths import ensure_dir
 from pipelines.records import Run, Story
-from pipelines.sinks import partition_dir, temp_dir, to_row
-from schemas import STORIES_CURRENT
+from pipelines.sinks import dataset_files, partition_dir, temp_dir, to_row
+from schemas import PARTITION_COLUMN, STORIES_CURRENT
 
 NAME = "stories_current"
 FILE = "stories.parquet"
@@ -52,19 +55,47 @@ def read_current(path: str) -> list[dict]:
     return table.select(STORIES_CURRENT.names).to_pylist()
 
 
+def rebuild(output: str, run: Run) -> int:
+    """Every ``stories_current`` partition written again from ``stories/``: each story's row of its latest run,
+    in the partition of the date of its first row (the run that created it). Returns the stories written."""
+    tables = []
+    for meta in FileSystems.match([dataset_files(output, "stories")])[0].metadata_list:
+        day = meta.path.rsplit(f"/{PARTITION_COLUMN}=", 1)[1].split("/", 1)[0]
+        with FileSystems.open(meta.path, compression_type="uncompressed") as f:
+            table = pq.read_table(f).select(STORIES_CURRENT.names)
+        tables.append(table.append_column("_born", pa.array([day] * table.num_rows, pa.string())))
+    if not tables:
+        return 0
+    history = pa.concat_tables(tables).sort_by([("story_id", "ascending"), ("run_id", "descending")])
+    born = {row["story_id"]: row["_born_min"] for row in
+            history.group_by("story_id").aggregate([("_born", "min")]).to_pylist()}
+    ids = history.column("story_id").to_pylist()
+    latest = history.take([k for k in range(len(ids)) if k == 0 or ids[k] != ids[k - 1]]).drop_columns(["_born"])
+    by_day: dict[str, list[dict]] = {}
+    for row in latest.to_pylist():
+        by_day.setdefault(born[row["story_id"]], []).append(row)
+    for day, rows in sorted(by_day.items()):
+        _commit(_stage(output, run, day, rows), None)
+    return latest.num_rows
+
+
+def _stage(output: str, run: Run, day: str, rows: list[dict]) -> tuple[str, str]:
+    """Writes a partition's rows under the run's ``_tmp/``; returns (that file, the file it replaces)."""
+    staged = f"{temp_dir(output, run.run_id)}/{NAME}/{day}.parquet"
+    ensure_dir(staged.rsplit("/", 1)[0])
+    with FileSystems.create(staged, compression_type="uncompressed") as f:
+        pq.write_table(pa.Table.from_pylist(rows, schema=STORIES_CURRENT), f, compression="zstd")
+    return staged, current_file(output, day)
+
+
 class _StageFn(beam.DoFn):
     def __init__(self, output: str, run: Run):
         self._output, self._run = output, run
 
     def process(self, grouped: tuple[str, Iterable[Story]]) -> Iterator[tuple[str, str]]:
         day, stories = grouped
-        final = current_file(self._output, day)
-        rows = merged(read_current(final), (to_row(s, self._run) for s in stories))
-        staged = f"{temp_dir(self._output, self._run.run_id)}/{NAME}/{day}.parquet"
-        ensure_dir(staged.rsplit("/", 1)[0])
-        with FileSystems.create(staged, compression_type="uncompressed") as f:
-            pq.write_table(pa.Table.from_pylist(rows, schema=STORIES_CURRENT), f, compression="zstd")
-        yield staged, final
+        rows = merged(read_current(current_file(self._output, day)), (to_row(s, self._run) for s in stories))
+        yield _stage(self._output, self._run, day, rows)
 
 
 def _commit(staged_final: tuple[str, str], _written) -> str:

@@ -56,13 +56,17 @@ class Checked:
     upgraded: dict[str, int] = field(default_factory=dict)  # dataset -> files rewritten to the current schema
     set_aside: list[str] = field(default_factory=list)  # damaged files, as they were named in their dataset
     leftovers_removed: int = 0
+    current_rebuilt: int | None = None  # stories written when stories_current was made again from the history
 
     def damaged(self, name: str) -> bool:
         return any(f"/{name}/{PARTITION_COLUMN}=" in path for path in self.set_aside)
 
     def as_dict(self) -> dict:
-        return {"files_upgraded": sum(self.upgraded.values()), "files_set_aside": list(self.set_aside),
-                "leftovers_removed": self.leftovers_removed}
+        out = {"files_upgraded": sum(self.upgraded.values()), "files_set_aside": list(self.set_aside),
+               "leftovers_removed": self.leftovers_removed}
+        if self.current_rebuilt is not None:
+            out["stories_current_rebuilt"] = self.current_rebuilt
+        return out
 
 
 def version_of(schema: pa.Schema) -> tuple[int, ...] | None:

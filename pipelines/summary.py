@@ -106,6 +106,8 @@ def format_summary(s: dict) -> str:
     if ds.get("files_set_aside"):
         lines.append(f"  datasets: {len(ds['files_set_aside'])} damaged file(s) set aside in _damaged/ (their entries "
                      "are fetched again): " + ", ".join(ds["files_set_aside"]))
+    if ds.get("stories_current_rebuilt") is not None:
+        lines.append(f"  datasets: stories_current made again from stories/ ({ds['stories_current_rebuilt']} stories)")
     if s.get("state", {}).get("snapshots_unreadable"):
         lines.append(f"  state:    {s['state']['snapshots_unreadable']} damaged snapshot(s) passed over for the newest "
                      "older one that reads, if any (see the log); what they held is recovered from the datasets")

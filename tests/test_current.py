@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import apache_beam as beam
 import pyarrow.parquet as pq
@@ -96,3 +97,17 @@ def test_files_are_one_schema(fixtures_config):
     for path in pipelines.current.FileSystems.match([f"{fixtures_config.output.path}/stories_current/*/*"])[0] \
             .metadata_list:
         assert pq.read_schema(path.path).names == STORIES_CURRENT.names
+
+
+def test_a_damaged_file_is_set_aside_and_made_again_from_the_history(fixtures_config):
+    out = fixtures_config.output.path
+    day1, day2 = datetime.now(UTC) - timedelta(days=1), datetime.now(UTC)
+    run_batch(replace(fixtures_config, feeds=fixtures_config.feeds[:2]), [], Run(f"{day1:%Y%m%dT%H%M%SZ}-one", day1))
+    run_batch(fixtures_config, [], Run(f"{day2:%Y%m%dT%H%M%SZ}-two", day2))
+    before = current_rows(out)
+    damaged = sorted(Path(out, "stories_current").glob("*/*.parquet"))[0]
+    with open(damaged, "r+b") as f:  # cut short, as a full disk would leave it
+        f.truncate(100)
+    summary = run_batch(fixtures_config, [])
+    assert summary["datasets"]["files_set_aside"] and summary["datasets"]["stories_current_rebuilt"] == len(before)
+    assert current_rows(out) == before  # every story, in its first run's partition, as its latest row
