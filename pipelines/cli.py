@@ -40,8 +40,6 @@ from apache_beam.runners.runner import PipelineRunner, create_runner
 
 from pipelines.compact import CannotCompact, compact
 from pipelines.config import Config, ConfigError, OutputConfig, load_config
-from pipelines.current import NAME as CURRENT_NAME
-from pipelines.current import rebuild as rebuild_current
 from pipelines.datasets import Checked, NewerSchema, prepare
 from pipelines.feeds import forget_feed_states, load_feed_states
 from pipelines.lock import Locked, OutputLock
@@ -281,8 +279,6 @@ def run_once(config: Config, beam_args: list[str], run: Run) -> dict:
     output = config.output.path
     feeds_state = state_dir(output, "feeds")
     checked = prepare(output, run.run_id, forget_feeds=lambda: forget_feed_states(feeds_state, run.run_id))
-    if checked.damaged(CURRENT_NAME):  # its stories are all in the history: made again from it
-        checked.current_rebuilt = rebuild_current(output, run)
     options = PipelineOptions(with_defaults(beam_args))
     runner = local_runner(options) if options.view_as(StandardOptions).runner is None else None
     pipeline = beam.Pipeline(runner=runner, options=options)

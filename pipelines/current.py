@@ -55,7 +55,7 @@ def read_current(path: str) -> list[dict]:
     return table.select(STORIES_CURRENT.names).to_pylist()
 
 
-def rebuild(output: str, run: Run) -> int:
+def rebuild(output: str, run_id: str) -> int:
     """Every ``stories_current`` partition written again from ``stories/``: each story's row of its latest run,
     in the partition of the date of its first row (the run that created it). Returns the stories written."""
     tables = []
@@ -75,13 +75,13 @@ def rebuild(output: str, run: Run) -> int:
     for row in latest.to_pylist():
         by_day.setdefault(born[row["story_id"]], []).append(row)
     for day, rows in sorted(by_day.items()):
-        _commit(_stage(output, run, day, rows), None)
+        _commit(_stage(output, run_id, day, rows), None)
     return latest.num_rows
 
 
-def _stage(output: str, run: Run, day: str, rows: list[dict]) -> tuple[str, str]:
+def _stage(output: str, run_id: str, day: str, rows: list[dict]) -> tuple[str, str]:
     """Writes a partition's rows under the run's ``_tmp/``; returns (that file, the file it replaces)."""
-    staged = f"{temp_dir(output, run.run_id)}/{NAME}/{day}.parquet"
+    staged = f"{temp_dir(output, run_id)}/{NAME}/{day}.parquet"
     ensure_dir(staged.rsplit("/", 1)[0])
     with FileSystems.create(staged, compression_type="uncompressed") as f:
         pq.write_table(pa.Table.from_pylist(rows, schema=STORIES_CURRENT), f, compression="zstd")
@@ -95,7 +95,7 @@ class _StageFn(beam.DoFn):
     def process(self, grouped: tuple[str, Iterable[Story]]) -> Iterator[tuple[str, str]]:
         day, stories = grouped
         rows = merged(read_current(current_file(self._output, day)), (to_row(s, self._run) for s in stories))
-        yield _stage(self._output, self._run, day, rows)
+        yield _stage(self._output, self._run.run_id, day, rows)
 
 
 def _commit(staged_final: tuple[str, str], _written) -> str:

@@ -136,9 +136,15 @@ def rewrite(path: str, name: str, temp: str) -> None:
 
 def prepare(output: str, run_id: str, forget_feeds: Callable[[], None]) -> Checked:
     """What a run or compaction does first, holding the output's lock: remove what killed runs left
-    uncommitted, then ``check_datasets``."""
+    uncommitted, then ``check_datasets``; a damaged ``stories_current`` file set aside, make that dataset again
+    from the stories history (``pipelines.current.rebuild``)."""
+    from pipelines.current import NAME, rebuild
+
     discard_uncommitted(output)
-    return check_datasets(output, run_id, forget_feeds)
+    checked = check_datasets(output, run_id, forget_feeds)
+    if checked.damaged(NAME):
+        checked.current_rebuilt = rebuild(output, run_id)
+    return checked
 
 
 def check_datasets(output: str, run_id: str, forget_feeds: Callable[[], None]) -> Checked:
