@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines import current
 from pipelines.paths import delete, ensure_dir, within
 from pipelines.sinks import discard_uncommitted, merge, temp_dir
 from schemas import ALL_DATASETS as DATASETS
@@ -138,12 +139,10 @@ def prepare(output: str, run_id: str, forget_feeds: Callable[[], None]) -> Check
     """What a run or compaction does first, holding the output's lock: remove what killed runs left
     uncommitted, then ``check_datasets``; a damaged ``stories_current`` file set aside, make that dataset again
     from the stories history (``pipelines.current.rebuild``)."""
-    from pipelines.current import NAME, rebuild
-
     discard_uncommitted(output)
     checked = check_datasets(output, run_id, forget_feeds)
-    if checked.damaged(NAME):
-        checked.current_rebuilt = rebuild(output, run_id)
+    if checked.damaged(current.NAME):
+        checked.current_rebuilt = current.rebuild(output, run_id)
     return checked
 
 

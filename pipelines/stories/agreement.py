@@ -44,15 +44,33 @@ VAGUE_SUBJECTS = frozenset(subject_key(w) for w in (
 
 @dataclass
 class _Value:
+    """A value and the figures stating it, with their outlets by subject key, kept as figures are added."""
+
     anchor: Figure
     stated: list[tuple[str, Figure]] = field(default_factory=list)
     disputed_on: set[str] = field(default_factory=set)
+    _outlets: set[str] = field(default_factory=set)
+    _by_key: dict[str, set[str]] = field(default_factory=dict)
+    bounds: tuple[float, float] = (0.0, 0.0)  # of the anchor, and whether it is specific and disputable
+    specific: bool = False
+    disputable: bool = False
+
+    def __post_init__(self) -> None:
+        self.bounds, self.specific, self.disputable = self.anchor.bounds(), specific(self.anchor), \
+            disputable(self.anchor)
+
+    def add(self, outlet: str, figure: Figure) -> None:
+        self.stated.append((outlet, figure))
+        self._outlets.add(outlet)
+        key = figure.subject_key
+        if key:
+            self._by_key.setdefault(key, set()).add(outlet)
 
     def outlets(self, key: str | None = None) -> set[str]:
-        return {o for o, f in self.stated if key is None or f.subject_key == key}
+        return self._outlets if key is None else self._by_key.get(key, set())
 
     def subject_keys(self) -> set[str]:
-        return {k for _, f in self.stated if (k := f.subject_key)}
+        return set(self._by_key)
 
 
 def specific(figure: Figure) -> bool:
@@ -116,13 +134,20 @@ def _values(group: list[tuple[str, Figure]]) -> list[_Value]:
     ordered = sorted(group, key=lambda of: (of[1].qualifier is not None, _relative_precision(of[1]), of[0],
                                             of[1].text, of[1].subject or ""))
     for outlet, figure in ordered:
-        joins = [v for v in values if compatible(v.anchor, figure) and (
-            figure.subject_key in v.subject_keys() or (specific(figure) and specific(v.anchor)))]
+        key, exact, bounds = figure.subject_key, specific(figure), figure.bounds()
+        joins = [v for v in values if _overlap(v.bounds, bounds) and (key in v._by_key or (exact and v.specific))]
         if joins:  # the nearest: "at least 12" is compatible with 30 too, but states 12
-            min(joins, key=lambda v: abs(_position(v.anchor) - _position(figure))).stated.append((outlet, figure))
+            value = min(joins, key=lambda v: abs(_position(v.anchor) - _position(figure)))
         else:
-            values.append(_Value(figure, [(outlet, figure)]))
+            value = _Value(figure)
+            values.append(value)
+        value.add(outlet, figure)
     return values
+
+
+def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Whether two figures' bounds overlap: ``figures.compatible`` of bounds computed once."""
+    return a[0] <= b[1] and b[0] <= a[1]
 
 
 def _position(figure: Figure) -> float:
@@ -133,8 +158,8 @@ def _mark_disputes(values: list[_Value], group: list[tuple[str, Figure]]) -> Non
     several = _several(group)
     for i, one in enumerate(values):
         for other in values[i + 1:]:
-            if compatible(one.anchor, other.anchor) or one.outlets() & other.outlets() or \
-                    not (disputable(one.anchor) and disputable(other.anchor)):
+            if not (one.disputable and other.disputable) or _overlap(one.bounds, other.bounds) or \
+                    one.outlets() & other.outlets():
                 continue  # one value; an outlet states both, so they are two quantities; or a round value
             for key in sorted(one.subject_keys() & other.subject_keys() - VAGUE_SUBJECTS):
                 if _sides(one, other, key, several) and _sides(other, one, key, several):
