@@ -12,7 +12,9 @@ import argparse
 import contextlib
 import difflib
 import io
+import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -45,10 +47,12 @@ from pipelines.feeds import forget_feed_states, load_feed_states
 from pipelines.lock import Locked, OutputLock
 from pipelines.paths import delete, resolve_output
 from pipelines.pipeline import build, state_dir
+from pipelines.polls import polls_dir, started_dir, stop_file
 from pipelines.records import Run
 from pipelines.runners import CannotInstall, install_prism, prism_version, with_installed_runner
 from pipelines.sinks import temp_dir
-from pipelines.stream import run_stream
+from pipelines.stream import follow, run_stream
+from pipelines.streaming import build_stream
 from pipelines.summary import build_summary, counters_of, format_summary, save_summary, stored_anything
 from schemas import SCHEMA_VERSION
 
@@ -243,10 +247,22 @@ def run_batch(config: Config, beam_args: list[str], run: Run | None = None) -> d
         return summary
 
 
+IN_PROCESS = {"directrunner"}  # runners that cannot run the unbounded pipeline: a stream on them is a loop of runs
+
+
+def _runner_named(beam_args: list[str]) -> str | None:
+    return PipelineOptions(beam_args).view_as(StandardOptions).runner
+
+
 def stream(config: Config, beam_args: list[str], stop: threading.Event, polls: int | None = None,
            stream_run: Run | None = None) -> dict:
     """Poll until stopped (``pipelines.stream``), holding the output's lock throughout; returns the stream's
-    summary."""
+    summary. On Prism (when no runner is named) and other runners that stream, one unbounded pipeline; with
+    ``--runner=DirectRunner``, a loop of bounded runs in process."""
+    runner = (_runner_named(beam_args) or "PrismRunner").rsplit(".", 1)[-1].lower()
+    if runner not in IN_PROCESS:
+        return stream_unbounded(config, beam_args, stop, polls, stream_run)
+    beam_args = [a for a in beam_args if not a.startswith("--runner")]  # run_once's own in-process runner
     stream_run = stream_run or new_run()
     output = config.output.path
     compacted_on = None  # the stream holds the lock compaction needs, so it compacts old partitions itself,
@@ -271,6 +287,76 @@ def stream(config: Config, beam_args: list[str], stop: threading.Event, polls: i
     with OutputLock(output, stream_run.run_id):
         return run_stream(stream_run, output, config.stream.poll_interval, poll, stop, polls,
                           say=lambda line: print(line, flush=True))
+
+
+def stream_unbounded(config: Config, beam_args: list[str], stop: threading.Event, polls: int | None = None,
+                     stream_run: Run | None = None) -> dict:
+    """The stream as one unbounded pipeline (``pipelines.streaming``) on a runner that streams, followed
+    until it ends (``--polls``) or is stopped (``stop``); returns the stream's summary."""
+    output = config.output.path
+    first = new_run()
+    start = datetime.fromtimestamp(math.ceil(first.started_at.timestamp()), UTC)  # polls start on a second
+    stream_run = replace(stream_run or first, started_at=start,
+                         poll_every=max(1, round(config.stream.poll_interval)))
+    with OutputLock(output, stream_run.run_id):
+        prepare(output, stream_run.run_id,
+                forget_feeds=lambda: forget_feed_states(state_dir(output, "feeds"), stream_run.run_id))
+        pipeline = beam.Pipeline(options=PipelineOptions([*with_defaults(beam_args), "--streaming"]))
+        build_stream(pipeline, config, stream_run, polls)
+        result = pipeline.run()
+        ended = threading.Event()
+        failure: list[BaseException] = []
+
+        def wait() -> None:
+            try:
+                result.wait_until_finish()
+            except BaseException as e:  # reported by the main thread, unless the stream was cancelled
+                failure.append(e)
+            finally:
+                ended.set()
+
+        threading.Thread(target=wait, name="newsbeam-stream", daemon=True).start()
+        polls_seen: set[str] = set()
+        polls_at = polls_dir(output, stream_run)
+
+        def new_polls() -> list[dict]:
+            found = sorted(m.path for m in FileSystems.match([f"{polls_at}/*.json"])[0].metadata_list)
+            fresh = [path for path in found if path not in polls_seen]
+            polls_seen.update(fresh)
+            return [json.loads(_read(path)) for path in fresh]
+
+        def drained() -> bool:
+            if not FileSystems.exists(stop_file(output, stream_run)):
+                _write(stop_file(output, stream_run), b"stop")
+                return False  # a poll may be starting as the request is written: look again next time
+            started = {m.path.rsplit("/", 1)[-1] for m in
+                       FileSystems.match([f"{started_dir(output, stream_run)}/*"])[0].metadata_list}
+            return started <= {p.rsplit("/", 1)[-1].removesuffix(".json") for p in polls_seen}
+
+        def cancel() -> None:
+            with contextlib.suppress(Exception):  # a job that ended meanwhile
+                result.cancel()
+
+        try:
+            summary = follow(stream_run, output, config.stream.poll_interval, ended.wait, new_polls, stop, drained,
+                             cancel, say=lambda line: print(line, flush=True))
+        except KeyboardInterrupt:  # a second stop request: the poll under way is cut short
+            cancel()
+            raise
+        if failure and not stop.is_set():
+            raise failure[0]
+        delete([temp_dir(output, stream_run.run_id)])
+        return summary
+
+
+def _read(path: str) -> bytes:
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return f.read()
+
+
+def _write(path: str, data: bytes) -> None:
+    with FileSystems.create(path, compression_type="uncompressed") as f:
+        f.write(data)
 
 
 def run_once(config: Config, beam_args: list[str], run: Run) -> dict:
@@ -299,10 +385,10 @@ def failing_feeds(feeds_state: str) -> list[dict]:
 
 
 def with_defaults(beam_args: list[str]) -> list[str]:
-    """The caller's Beam options; SDK workers log at WARNING, like the CLI, unless the caller chose a level."""
-    if any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
-        return list(beam_args)
-    return [*beam_args, "--default_sdk_harness_log_level=WARNING"]
+    """The caller's Beam options; SDK workers log at WARNING, like the CLI, and Prism's job server its errors
+    only, unless the caller chose a level."""
+    defaults = {"--default_sdk_harness_log_level": "WARNING", "--prism_log_level": "error"}
+    return [*beam_args, *(f"{k}={v}" for k, v in defaults.items() if not any(a.startswith(k) for a in beam_args))]
 
 
 def local_runner(options: PipelineOptions) -> PipelineRunner:
@@ -342,7 +428,10 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, output=OutputConfig(path=resolve_output(args.output or config.output.path)))
         if args.command == "compact" and beam_args:  # it takes no Beam options
             raise _unknown(beam_args[0], own)
-        beam_args = with_installed_runner(beam_args, check_beam_options(beam_args, own))
+        runner = check_beam_options(beam_args, own)
+        if args.command == "stream" and runner is None:  # a stream runs on Prism unless a runner is named
+            runner, beam_args = "PrismRunner", [*beam_args, "--runner=PrismRunner"]
+        beam_args = with_installed_runner(beam_args, runner)
         prepare_output(config.output.path)
     except ConfigError as e:
         print(f"newsbeam: config error: {e}", file=sys.stderr)

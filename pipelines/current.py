@@ -88,6 +88,16 @@ def _stage(output: str, run_id: str, day: str, rows: list[dict]) -> tuple[str, s
     return staged, current_file(output, day)
 
 
+def replace_partitions(output: str, run: Run, stories: Iterable[tuple[str, Story]]) -> list[str]:
+    """A stream poll's ``WriteCurrent``, in one step: the partitions of the stories (creation date, Story)
+    written again with them, each replaced in one rename; returns the files replaced."""
+    by_day: dict[str, list[Story]] = {}
+    for day, story in stories:
+        by_day.setdefault(day, []).append(story)
+    staged = [_StageFn(output, run).process((day, found)) for day, found in sorted(by_day.items())]
+    return [_commit(one, None) for each in staged for one in each]
+
+
 class _StageFn(beam.DoFn):
     def __init__(self, output: str, run: Run):
         self._output, self._run = output, run

@@ -28,9 +28,11 @@ from typing import Any
 
 import apache_beam as beam
 import feedparser
+from apache_beam import coders
+from apache_beam.transforms import userstate
 
 from pipelines import metrics, state
-from pipelines.failures import Guarded
+from pipelines.failures import Guarded, describe, rejects_for
 from pipelines.fetch import Fetcher, FetcherDoFn, FetchError
 from pipelines.records import FeedEntry, FeedSpec, FeedState, Reject, retryable
 from pipelines.text import clean, html_to_text
@@ -217,6 +219,37 @@ def is_retried(reject: Reject) -> bool:
     return reject.feed_url is not None and retryable(reject.reason, reject.detail)
 
 
+def read_feed(fetcher: Fetcher, feed: FeedSpec, previous: FeedState | None, now: datetime) -> Iterator:
+    """One read of a feed after ``previous``, its state as the last read left it: its entries, and on the
+    ``rejects`` and ``states`` outputs its rejects and its new state."""
+    metrics.inc("feeds_polled")
+    retry = set(previous.retry) if previous else set()
+    try:  # with entries to try again, the feed is read in full whatever its validators say
+        resp = fetcher.get(feed.source, validators=None if retry else previous)
+        current = FeedState(feed.url, hashlib.sha256(resp.body).hexdigest(), resp.headers.get("etag"),
+                            resp.headers.get("last-modified"))
+        unchanged = previous is not None and (resp.status == 304 or current.content_hash == previous.content_hash)
+        if previous is not None and unchanged and not retry:  # one request, no further work
+            metrics.inc("feeds_unchanged")
+            yield beam.pvalue.TaggedOutput(STATES, dataclasses.replace(
+                previous, failing=None, failing_since=None) if resp.status == 304 else current)
+            return
+        entries, rejects, bozo = parse_feed(resp.body, feed.url, now, feed.name)
+    except (FetchError, BadFeed) as e:
+        yield from _failed(feed, previous, e, now)
+        return
+    if unchanged:  # read again for the entries to try again only
+        metrics.inc("feeds_unchanged")
+        entries, rejects = [e for e in entries if e.link in retry], []
+    for reject in rejects:
+        yield beam.pvalue.TaggedOutput(REJECTS, reject)
+    yield from entries
+    yield beam.pvalue.TaggedOutput(STATES, current)
+    if bozo:
+        metrics.inc("feeds_bozo")
+    metrics.inc("entries_seen", len(entries) + len(rejects))  # counted last: nothing after it can fail
+
+
 class _ReadFeedFn(FetcherDoFn):
     def __init__(self, fetcher: Fetcher, state_dir: str):
         super().__init__(fetcher)
@@ -229,37 +262,43 @@ class _ReadFeedFn(FetcherDoFn):
         self._previous, self._unreadable = load_feed_states(self._state_dir)
 
     def process(self, feed: FeedSpec) -> Iterator:
-        now = datetime.now(UTC)
         if self._unreadable:  # counted once per worker that read the state
             metrics.inc("state_snapshots_unreadable", len(self._unreadable))
             self._unreadable = []
-        metrics.inc("feeds_polled")
-        previous = self._previous.get(feed.url)
-        retry = set(previous.retry) if previous else set()
-        try:  # with entries to try again, the feed is read in full whatever its validators say
-            resp = self._fetcher.get(feed.source, validators=None if retry else previous)
-            current = FeedState(feed.url, hashlib.sha256(resp.body).hexdigest(), resp.headers.get("etag"),
-                                resp.headers.get("last-modified"))
-            unchanged = previous is not None and (resp.status == 304 or current.content_hash == previous.content_hash)
-            if previous is not None and unchanged and not retry:  # one request, no further work
-                metrics.inc("feeds_unchanged")
-                yield beam.pvalue.TaggedOutput(STATES, dataclasses.replace(
-                    previous, failing=None, failing_since=None) if resp.status == 304 else current)
-                return
-            entries, rejects, bozo = parse_feed(resp.body, feed.url, now, feed.name)
-        except (FetchError, BadFeed) as e:
-            yield from _failed(feed, previous, e, now)
+        yield from read_feed(self._fetcher, feed, self._previous.get(feed.url), datetime.now(UTC))
+
+
+class _ReadFeedKeyedFn(_ReadFeedFn):
+    """A stream's feed reads: each feed's state is keyed Beam state, seeded from the committed snapshot."""
+
+    STATE = userstate.ReadModifyWriteStateSpec("feed_state", coders.PickleCoder())
+
+    def process(self, keyed: tuple[str, FeedSpec],  # type: ignore[override]
+                saved=beam.DoFn.StateParam(STATE)) -> Iterator:
+        _, feed = keyed
+        previous = saved.read() or self._previous.get(feed.url)
+        now = datetime.now(UTC)
+        try:
+            outputs = list(read_feed(self._fetcher, feed, previous, now))
+        except Exception as e:  # the mechanism itself: a failure is a reject row, the feed is read next poll
+            yield from (beam.pvalue.TaggedOutput(REJECTS, r) for r in rejects_for(feed, "feed", describe(e)))
             return
-        if unchanged:  # read again for the entries to try again only
-            metrics.inc("feeds_unchanged")
-            entries, rejects = [e for e in entries if e.link in retry], []
-        for reject in rejects:
-            yield beam.pvalue.TaggedOutput(REJECTS, reject)
-        yield from entries
-        yield beam.pvalue.TaggedOutput(STATES, current)
-        if bozo:
-            metrics.inc("feeds_bozo")
-        metrics.inc("entries_seen", len(entries) + len(rejects))  # counted last: nothing after it can fail
+        entries = rejects = 0
+        failing = False
+        for out in outputs:
+            tag = out.tag if isinstance(out, beam.pvalue.TaggedOutput) else None
+            if tag == STATES:
+                saved.write(out.value)
+                failing = out.value.failing is not None
+            entries += tag is None
+            rejects += tag == REJECTS and out.value.feed_url is not None
+            yield out
+        yield metrics.counted("feeds_polled", counter=False)
+        if failing:
+            yield metrics.counted("feeds_failing", counter=False)
+        elif not entries and not rejects:
+            yield metrics.counted("feeds_unchanged", counter=False)
+        yield metrics.counted("entries_seen", entries + rejects, counter=False)
 
 
 def _failed(feed: FeedSpec, previous: FeedState | None, error: FetchError | BadFeed, now: datetime) -> Iterator:
@@ -274,6 +313,21 @@ def _failed(feed: FeedSpec, previous: FeedState | None, error: FetchError | BadF
     if not again:
         detail = error.detail if isinstance(error, FetchError) else str(error)
         yield beam.pvalue.TaggedOutput(REJECTS, Reject(feed.url, None, "feed", error.reason, detail, now))
+
+
+class ReadFeedsKeyed(beam.PTransform):
+    """A stream's ReadFeeds: (feed url, FeedSpec) at each poll -> the same outputs and ``counts``. A feed's
+    validators, failure and entries to try again are keyed state, seeded from the snapshot committed under
+    ``state_dir`` when the stream starts, so a poll reads no state file; its new state is emitted on
+    ``states`` for the poll's commit."""
+
+    def __init__(self, fetcher: Fetcher, state_dir: str):
+        super().__init__()
+        self._fetcher, self._state_dir = fetcher, state_dir
+
+    def expand(self, feeds):
+        return feeds | "ReadFeed" >> beam.ParDo(_ReadFeedKeyedFn(self._fetcher, self._state_dir)).with_outputs(
+            REJECTS, STATES, metrics.COUNTS, main="entries")
 
 
 class ReadFeeds(beam.PTransform):

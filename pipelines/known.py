@@ -23,13 +23,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from apache_beam import coders
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms import userstate, window
+from apache_beam.utils.timestamp import Duration
 
 from pipelines import metrics
-from pipelines.failures import Guarded
+from pipelines.failures import Guarded, describe, rejects_for
 from pipelines.records import RETRYABLE, ArticleRef, FeedEntry, Reject
 from pipelines.sinks import dataset_files, has_files
 from pipelines.urls import canonicalize
@@ -240,3 +246,93 @@ class SkipSettled(beam.PTransform):
         fresh = {"reject": keyed, "stored": settled_} | "Join" >> beam.CoGroupByKey() | "Unsettled" >> beam.FlatMap(
             _unsettled)
         return (feed_level, fresh) | "AllRejects" >> beam.Flatten()
+
+
+def stored_values(output: str, columns: tuple[str, ...], settled_: bool = False) -> frozenset[str]:
+    """Every value of ``columns`` of the stored articles; with ``settled_``, also the links of entries settled
+    by a reject or given up after ``ATTEMPTS`` (see the module's doc). A stream reads them once, at its start."""
+    values: set[str] = set()
+    tries: dict[str, int] = {}
+    for name, wanted in (("articles", columns), ("rejects", REJECT_COLUMNS if settled_ else ())):
+        if not wanted or not has_files(output, name):
+            continue
+        for meta in FileSystems.match([dataset_files(output, name)])[0].metadata_list:
+            with FileSystems.open(meta.path, compression_type="uncompressed") as f:
+                table = pq.read_table(f, columns=list(wanted))
+            if name == "articles":
+                values.update(v for c in wanted for v in table.column(c).to_pylist() if v is not None)
+                continue
+            values.update(v for v in settled(table).column("url").to_pylist() if v is not None)
+            for item in pc.value_counts(retried(table).column("url")).to_pylist():
+                if item["values"] is not None:
+                    tries[item["values"]] = tries.get(item["values"], 0) + item["counts"]
+    return frozenset(values | {url for url, n in tries.items() if n >= ATTEMPTS})
+
+
+class _SeenFn(beam.DoFn):
+    """A stream's already-stored check, keyed: a key is stored when a poll of this stream passed it on (keyed
+    state, cleared ``keep`` after the poll that last saw it) or when one of its lookup strings is among the
+    values stored before the stream started (``stored_values``, read once per worker)."""
+
+    SEEN = userstate.ReadModifyWriteStateSpec("seen", coders.BooleanCoder())
+    EXPIRY = userstate.TimerSpec("expiry", userstate.TimeDomain.WATERMARK)
+
+    def __init__(self, output: str, columns: tuple[str, ...], settled_: bool, lookups: Callable, order: Callable,
+                 link: Callable, keep: Duration):
+        self._output, self._columns, self._settled = output, columns, settled_
+        self._lookups, self._order, self._link, self._keep = lookups, order, link, keep
+        self._stored: frozenset[str] | None = None
+
+    def process(self, grouped: tuple[str, Iterable], timestamp=beam.DoFn.TimestampParam,
+                seen=beam.DoFn.StateParam(SEEN), expiry=beam.DoFn.TimerParam(EXPIRY)) -> Iterator:
+        key, items = grouped[0], list(grouped[1])
+        try:
+            if self._stored is None:
+                self._stored = stored_values(self._output, self._columns, self._settled)
+            stored = bool(seen.read()) or any(v in self._stored for item in items for v in self._lookups(item))
+            outputs = [] if stored else list(_select((key, {"item": items, "stored": []}), self._order, self._link))
+        except Exception as e:  # the mechanism itself: the key's items are rejects, nothing is marked seen
+            for item in items:
+                yield from (beam.pvalue.TaggedOutput(REJECTS, r) for r in rejects_for(item, "dedup", describe(e)))
+            return
+        seen.write(True)
+        expiry.set(timestamp + self._keep)
+        if stored:
+            yield metrics.counted("entries_already_stored", len(items))
+        yield from outputs
+
+    @userstate.on_timer(EXPIRY)
+    def expire(self, seen=beam.DoFn.StateParam(SEEN)) -> None:
+        seen.clear()
+
+
+class SkipSeen(beam.PTransform):
+    """A stream's SkipKnown, with the same outputs and a ``counts`` output: elements (each timestamped with
+    the poll that read it) -> ``new`` (one per key per poll, stored by no earlier poll or run) and
+    ``rejects``. Within a poll, several elements with one key keep the first in ``order`` (the rest are
+    ``duplicate_url`` rejects), as in a batch run; a key passed on by one poll is already stored for every
+    later poll, until ``keep_days`` after the last poll that saw it."""
+
+    def __init__(self, output: str, columns: tuple[str, ...], key: Callable, lookups: Callable, order: Callable,
+                 link: Callable, keep_days: float, settled: bool = False):
+        super().__init__()
+        self._output, self._columns, self._settled = output, columns, settled
+        self._key, self._lookups, self._order, self._link = key, lookups, order, link
+        self._keep = Duration(seconds=int(keep_days * 86400))
+
+    def expand(self, items):
+        keyed = (items | "ByPoll" >> beam.WindowInto(window.FixedWindows(1))
+                 | "KeyItems" >> Guarded(beam.Map(lambda item, key: (key(item), item), self._key), "dedup"))
+        seen = (
+            keyed["main"]
+            | "StrKeys" >> beam.Map(lambda kv: kv).with_output_types(tuple[str, Any])  # for the state's key coder
+            | "ByKey" >> beam.GroupByKey()
+            | "AcrossPolls" >> beam.WindowInto(window.GlobalWindows())
+            | "Seen" >> beam.ParDo(_SeenFn(self._output, self._columns, self._settled, self._lookups, self._order,
+                                           self._link, self._keep))
+            .with_outputs(REJECTS, metrics.COUNTS, main="new")
+        )
+        back = {tag: seen[tag] | f"{tag.title()}ByPoll" >> beam.WindowInto(window.FixedWindows(1))
+                for tag in ("new", REJECTS, metrics.COUNTS)}  # each output in its poll's window again
+        back[REJECTS] = (keyed[REJECTS], back[REJECTS]) | "AllRejects" >> beam.Flatten()
+        return back

@@ -7,8 +7,10 @@ workers and tests can compare it with ``equal_to``. Times are timezone-aware UTC
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from typing import Any
 
 from pipelines.figures import Figure
 from pipelines.text import scrub
@@ -242,11 +244,28 @@ class Reject:
 
 @dataclass(frozen=True)
 class Run:
-    """Identity of one batch run; every row it writes carries ``run_id``."""
+    """Identity of one batch run, or of a stream; every row carries the ``run_id`` of the run it belongs to.
+
+    A stream (``poll_every`` set) is made of polls, each a run of its own: ``at`` gives the run of an element
+    from its event time, which in a stream is the time of the poll that read it."""
 
     run_id: str
     started_at: datetime
+    poll_every: int | None = None  # seconds between a stream's polls; None for a batch run
 
     @property
     def ingest_date(self) -> str:
         return self.started_at.date().isoformat()
+
+    def at(self, timestamp: Any) -> Run:
+        """The run an element of this timestamp (a Beam ``Timestamp``) belongs to: a batch run's elements all
+        belong to it; a stream's to the poll of that second, ``<poll time>-<stream's poll token>``."""
+        if self.poll_every is None:
+            return self
+        when = datetime.fromtimestamp(timestamp.micros // 1_000_000, UTC)
+        return Run(f"{when:%Y%m%dT%H%M%SZ}-{self.poll_token}", when)
+
+    @property
+    def poll_token(self) -> str:
+        """What ends the run ids of a stream's polls: not the stream's own, so no poll is named like it."""
+        return hashlib.sha256(self.run_id.encode()).hexdigest()[:6]

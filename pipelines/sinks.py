@@ -200,6 +200,49 @@ class ParquetFiles(FileBasedSink):
         file_handle.handle.close()
 
 
+def write_whole(output: str, name: str, run: Run, rows: list[dict[str, Any]]) -> str | None:
+    """A stream poll's rows of one dataset as one file, ``<run_id>-00000-of-00001.parquet`` in the run's
+    partition, written under the run's ``_tmp/`` and renamed into place, so readers see all of it or none;
+    a file already there (a retried commit) is kept. No rows, no file. Returns the file."""
+    if not rows:
+        return None
+    final = f"{dataset_prefix(output, name, run)}-00000-of-00001.parquet"
+    if FileSystems.exists(final):
+        return final
+    staged = f"{temp_dir(output, run.run_id)}/{name}.parquet"
+    ensure_dir(staged.rsplit("/", 1)[0])
+    schema = DATASETS[name]
+    with FileSystems.create(staged, compression_type=_RAW) as sink, \
+            pq.ParquetWriter(sink, schema, compression="zstd") as writer:
+        for start in range(0, len(rows), ROWS_PER_BATCH):
+            writer.write_batch(pa.RecordBatch.from_pylist(rows[start:start + ROWS_PER_BATCH], schema=schema))
+    ensure_dir(final.rsplit("/", 1)[0])
+    FileSystems.rename([staged], [final])
+    return final
+
+
+def row_counts(name: str, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """The counts ``count_row`` makes of a dataset's rows, as a dict (a stream poll's summary)."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        for key in _counts_of(row, name):
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _counts_of(row: dict[str, Any], name: str) -> list[str]:
+    if name == "articles":
+        return ["articles_written"]
+    if name != "rejects":
+        return []
+    found = ["rejects_written", f"rejected_{row['reason']}"]
+    if row["feed_url"] is not None:
+        found.append("entries_rejected")
+    elif row["stage"] == "feed":
+        found.append("feeds_rejected")
+    return found
+
+
 def run_of(path: str) -> str:
     """The run id in a dataset file's name, ``<run_id>-SSSSS-of-NNNNN.parquet``."""
     return path.rsplit("/", 1)[-1].rsplit("-", SHARDS.count("-"))[0]
@@ -207,15 +250,8 @@ def run_of(path: str) -> str:
 
 def count_row(row: dict[str, Any], name: str) -> dict[str, Any]:
     """Counts a row about to be written: the run summary's articles and rejects come from here."""
-    if name == "articles":
-        metrics.inc("articles_written")
-    elif name == "rejects":
-        metrics.inc("rejects_written")
-        metrics.inc(f"rejected_{row['reason']}")
-        if row["feed_url"] is not None:
-            metrics.inc("entries_rejected")
-        elif row["stage"] == "feed":
-            metrics.inc("feeds_rejected")
+    for key in _counts_of(row, name):
+        metrics.inc(key)
     return row
 
 

@@ -145,3 +145,9 @@ def commit(state_dir: str, name: str | None) -> str | None:
 def _write(path: str, data: bytes) -> None:
     with FileSystems.create(path, compression_type="uncompressed") as f:
         f.write(data)
+
+
+def load_named(state_dir: str, name: str, parse: Callable[[Iterator[Any]], T]) -> T:
+    """``parse`` of the lines of the snapshot ``name``, committed or not (a stream's latest, see
+    ``pipelines.stories.assign``)."""
+    return parse(_lines(FileSystems.join(state_dir, name)))

@@ -1,17 +1,22 @@
 """Streaming mode: poll the feeds every ``[stream] poll_interval`` seconds until told to stop.
 
-Each poll is one run of the batch pipeline (``pipelines.pipeline``) over the state the previous poll or
+On a runner that streams (Prism, Flink, Dataflow) the stream is one unbounded pipeline
+(``pipelines.streaming``), and this module follows it (``follow``): it prints a line for each poll as the
+poll's commit leaves its summary, keeps the stream's summary under ``_runs/`` up to date, and stops the
+pipeline when asked: no further poll starts, and once every poll started is committed the job is cancelled
+(a second request cancels it at once). The stream holds the output's lock from start to end.
+
+Where the runner cannot stream (the in-process runner), the stream is a loop of bounded runs (``run_stream``):
+each poll is one run of the batch pipeline (``pipelines.pipeline``) over the state the previous poll or
 batch run left beside the dataset: the feed validators (conditional GET), the story index and the stored
 and settled entries. So a poll fetches only entries no earlier poll or run stored or settled, continues
 their stories with the same ``story_id``s, and commits its articles, stories and rejects before the next
-poll starts, as files named like any run's. The stream holds the output's lock from start to end, so no
-batch run writes in between; after the stream ends, batch runs (or another stream) continue from its
-state.
+poll starts, as files named like any run's. Polls start on a fixed schedule (start + k * interval); a poll
+that overruns the interval is followed at once by the next, without making up the ticks it missed. A stop
+request (SIGTERM or SIGINT, see the CLI) ends the stream after the poll under way has committed; a second
+one aborts that poll, whose uncommitted files the next run removes.
 
-Polls start on a fixed schedule (start + k * interval); a poll that overruns the interval is followed at
-once by the next, without making up the ticks it missed. A stop request (SIGTERM or SIGINT, see the CLI)
-ends the stream after the poll under way has committed; a second one aborts that poll, whose uncommitted
-files the next run removes.
+Either way, after the stream ends, batch runs (or another stream) continue from its state.
 """
 
 from __future__ import annotations
@@ -91,5 +96,31 @@ def run_stream(stream: Run, output: str, interval: float, poll: Callable[[], dic
         next_start += interval
         stop.wait(max(0.0, next_start - clock()))
     summary = stream_summary(stream, done, datetime.now(UTC), output, interval, "signal")
+    save_summary(output, summary)
+    return summary
+
+
+def follow(stream: Run, output: str, interval: float, finished: Callable[[float], bool],
+           new_polls: Callable[[], list[dict]], stop: threading.Event, drained: Callable[[], bool],
+           cancel: Callable[[], None], say: Callable[[str], None] = print) -> dict:
+    """Follow an unbounded stream until its pipeline ends (``finished(timeout)``, which waits up to that many
+    seconds): each poll's summary (``new_polls``: those committed since the last call, in order) is printed
+    as a line and the stream's summary saved. Once ``stop`` is set, the pipeline is cancelled as soon as
+    ``drained`` says every poll started is committed."""
+    done: list[dict] = []
+    cancelled = False
+    while True:
+        ended = finished(0.5)
+        for summary in new_polls():
+            done.append(summary)
+            say(poll_line(len(done), summary))
+            save_summary(output, stream_summary(stream, done, datetime.now(UTC), output, interval, "running"))
+        if ended:
+            break
+        if stop.is_set() and not cancelled and drained():
+            cancel()
+            cancelled = True
+    summary = stream_summary(stream, done, datetime.now(UTC), output, interval,
+                             "signal" if stop.is_set() else "polls")
     save_summary(output, summary)
     return summary

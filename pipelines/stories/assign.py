@@ -33,15 +33,18 @@ from typing import Any
 
 import apache_beam as beam
 import numpy as np
+from apache_beam import coders
+from apache_beam.transforms import userstate
+from apache_beam.transforms.window import FixedWindows, GlobalWindows
 
 from pipelines import metrics, state
 from pipelines.config import StoriesConfig
-from pipelines.failures import Guarded, attempt, rejects_for
+from pipelines.failures import Guarded, attempt, describe, rejects_for
 from pipelines.records import Article, ArticleRef, Assignment, Run, Story
 from pipelines.staging import staged_features
 from pipelines.stories.agreement import agreement
 from pipelines.stories.features import ArticleFeatures, article_features, cosine, jaccard
-from pipelines.stories.index import ArticleState, StoryIndex, StoryState, load_index, write_index
+from pipelines.stories.index import ArticleState, StoryIndex, StoryState, load_index, read_index, write_index
 from pipelines.stories.recover import read_rows, restore, unindexed_files
 from pipelines.urls import stable_id
 
@@ -237,14 +240,18 @@ class _AssignFn(beam.DoFn):
         if self._all_stories:  # the rows of a stories file set aside: every story held is written again
             touched = {s.story_id for s in result.stories}
             result.stories += story_rows(index, (s for s in index.stories if s not in touched))
+        yield from self._emit(index, result, self._run)
+
+    def _emit(self, index: StoryIndex, result: AssignResult, run: Run) -> Iterator:
+        """Writes the index's snapshot (its name is ``self._written``, and on the ``index`` output) and emits
+        the run's assignments, story rows, current rows, rejects and counts."""
         # stories_current: the stories this run changed, including those it restored (``touched`` is its start)
         rows = {s.story_id: s for s in result.stories}
-        restored = [s for s, st in index.stories.items() if st.touched == self._run.started_at and s not in rows]
+        restored = [s for s, st in index.stories.items() if st.touched == run.started_at and s not in rows]
         rows.update((s.story_id, s) for s in story_rows(index, restored))
-        current = [(index.stories[s].born or self._run.ingest_date, row) for s, row in sorted(rows.items())]
-        index.saved_by = self._run.run_id
-        snapshot = write_index(self._state_dir, index)  # to commit once the articles are written
-        del index
+        current = [(index.stories[s].born or run.ingest_date, row) for s, row in sorted(rows.items())]
+        index.saved_by = run.run_id
+        self._written = write_index(self._state_dir, index)  # to commit once the articles are written
         yield from result.assignments
         for story in result.stories:
             yield beam.pvalue.TaggedOutput(STORIES, story)
@@ -253,13 +260,18 @@ class _AssignFn(beam.DoFn):
         for article, detail in result.failed:
             for reject in rejects_for(article, "stories", detail):
                 yield beam.pvalue.TaggedOutput(REJECTS, reject)
-        yield beam.pvalue.TaggedOutput(INDEX, snapshot)
+        yield beam.pvalue.TaggedOutput(INDEX, self._written)
         for name, n in result.counts.items():
-            metrics.inc(name, n)
+            yield from self._count(name, n)
+
+    def _count(self, name: str, n: int) -> Iterator:
+        metrics.inc(name, n)
+        return iter(())
 
 
-def _with_features(article: Article, run: Run) -> tuple[Article, ArticleFeatures]:
-    return article, features_of(article, run)
+def _with_features(article: Article, run: Run,
+                   timestamp: Any = beam.DoFn.TimestampParam) -> tuple[Article, ArticleFeatures]:
+    return article, features_of(article, run.at(timestamp))
 
 
 class StoryFeatures(beam.PTransform):
@@ -302,4 +314,71 @@ class AssignStories(beam.PTransform):
             | "Assign" >> Guarded(beam.ParDo(_AssignFn(self._config, self._state_dir, self._run, self._output,
                                                        self._all_stories)),
                                   "stories", STORIES, CURRENT, INDEX, REJECTS, main="assignments")
+        )
+
+
+class _AssignKeyedFn(_AssignFn):
+    """A stream's story step: once per poll with the poll's new articles, in one key, so polls are assigned one
+    after another, in order, against the index the previous poll left.
+
+    The keyed state holds the name of the index's latest snapshot, written at every poll (and committed by the
+    poll's commit, once its datasets are written); the index itself stays decoded in the worker while the name
+    in state is the one it holds, so a poll neither decodes nor passes the index through the runner. Another
+    worker, or the first poll, reads it from its snapshot; the first poll of a stream reads the committed
+    index and catches it up with what interrupted runs stored (``pipelines.stories.recover``)."""
+
+    SNAPSHOT = userstate.ReadModifyWriteStateSpec("index_snapshot", coders.StrUtf8Coder())
+
+    def __init__(self, config: StoriesConfig, state_dir: str, stream: Run, output: str):
+        super().__init__(config, state_dir, stream, output, all_stories=False)
+        self._held: tuple[str, StoryIndex] | None = None
+
+    def process(self, keyed: tuple[None, Iterable[tuple[Article, ArticleFeatures]]],  # type: ignore[override]
+                timestamp=beam.DoFn.TimestampParam, snapshot=beam.DoFn.StateParam(SNAPSHOT)) -> Iterator:
+        articles = list(keyed[1])
+        try:
+            outputs = list(self._poll(articles, self._run.at(timestamp), snapshot))
+        except Exception as e:  # the mechanism itself: the poll's articles are rejects, the index is unchanged
+            outputs = [beam.pvalue.TaggedOutput(REJECTS, r) for a, _ in articles
+                       for r in rejects_for(a, "stories", describe(e))]
+        yield from outputs
+
+    def _poll(self, articles: list[tuple[Article, ArticleFeatures]], run: Run, snapshot) -> Iterator:
+        name, held, self._held = snapshot.read(), self._held, None  # what a failed poll changed is not held
+        if name is not None:
+            index = held[1] if held is not None and held[0] == name else read_index(self._state_dir, name)
+        else:
+            index, unreadable = load_index(self._state_dir)
+            yield metrics.counted("state_snapshots_unreadable", len(unreadable))
+            assert self._output is not None
+            files = unindexed_files(self._output, index.saved_by, bool(index.stories), run.run_id, run.started_at,
+                                    timedelta(days=self._config.window_days))
+            yield metrics.counted("articles_restored_to_index", restore(index, read_rows(files), run.started_at))
+        features = sorted((f for _, f in articles), key=lambda f: (f.time, f.article_id))
+        result = assign_ordered(index, features, self._config, run.started_at)
+        yield from self._emit(index, result, run)
+        snapshot.write(self._written)
+        self._held = (self._written, index)
+
+    def _count(self, name: str, n: int) -> Iterator:
+        yield metrics.counted(name, n)
+
+
+class AssignStoriesKeyed(beam.PTransform):
+    """A stream's AssignStories: (Article, ArticleFeatures), each timestamped with its poll -> the outputs of
+    ``AssignStories`` (for each poll, in its window's time) and ``counts``."""
+
+    def __init__(self, config: StoriesConfig, state_dir: str, stream: Run, output: str):
+        super().__init__()
+        self._config, self._state_dir, self._stream, self._output = config, state_dir, stream, output
+
+    def expand(self, featured):
+        return (
+            featured
+            | "ByPoll" >> beam.WindowInto(FixedWindows(1))
+            | "OneKey" >> beam.WithKeys(lambda _: "stories")
+            | "Gather" >> beam.GroupByKey()
+            | "AcrossPolls" >> beam.WindowInto(GlobalWindows())
+            | "Assign" >> beam.ParDo(_AssignKeyedFn(self._config, self._state_dir, self._stream, self._output))
+            .with_outputs(STORIES, CURRENT, INDEX, REJECTS, metrics.COUNTS, main="assignments")
         )

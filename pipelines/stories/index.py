@@ -511,6 +511,11 @@ def load_index(state_dir: str) -> tuple[StoryIndex, list[str]]:
     return index or StoryIndex(), unreadable
 
 
+def read_index(state_dir: str, name: str) -> StoryIndex:
+    """The snapshot ``name`` under ``state_dir``, committed or not."""
+    return state.load_named(state_dir, name, StoryIndex.from_lines)
+
+
 def write_index(state_dir: str, index: StoryIndex) -> str:
     """Writes the index's snapshot under the name of the run that saved it (``saved_by``), a story or article
     per line, encoded as they come: as one document it would cost some 6 KB an article for a moment, when
