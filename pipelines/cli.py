@@ -333,17 +333,20 @@ def stream_unbounded(config: Config, beam_args: list[str], stop: threading.Event
                        FileSystems.match([f"{started_dir(output, stream_run)}/*"])[0].metadata_list}
             return started <= {p.rsplit("/", 1)[-1].removesuffix(".json") for p in polls_seen}
 
-        def cancel() -> None:
+        cancelled = threading.Event()
+
+        def cancel() -> None:  # how a stream ends: its runner reports the job as cancelled, not as failed
+            cancelled.set()
             with contextlib.suppress(Exception):  # a job that ended meanwhile
                 result.cancel()
 
         try:
             summary = follow(stream_run, output, config.stream.poll_interval, ended.wait, new_polls, stop, drained,
-                             cancel, say=lambda line: print(line, flush=True))
+                             cancel, polls, say=lambda line: print(line, flush=True))
         except KeyboardInterrupt:  # a second stop request: the poll under way is cut short
             cancel()
             raise
-        if failure and not stop.is_set():
+        if failure and not cancelled.is_set():
             raise failure[0]
         delete([temp_dir(output, stream_run.run_id)])
         return summary

@@ -102,11 +102,11 @@ def run_stream(stream: Run, output: str, interval: float, poll: Callable[[], dic
 
 def follow(stream: Run, output: str, interval: float, finished: Callable[[float], bool],
            new_polls: Callable[[], list[dict]], stop: threading.Event, drained: Callable[[], bool],
-           cancel: Callable[[], None], say: Callable[[str], None] = print) -> dict:
+           cancel: Callable[[], None], polls: int | None = None, say: Callable[[str], None] = print) -> dict:
     """Follow an unbounded stream until its pipeline ends (``finished(timeout)``, which waits up to that many
     seconds): each poll's summary (``new_polls``: those committed since the last call, in order) is printed
-    as a line and the stream's summary saved. Once ``stop`` is set, the pipeline is cancelled as soon as
-    ``drained`` says every poll started is committed."""
+    as a line and the stream's summary saved. The pipeline is cancelled once ``polls`` polls are committed,
+    or once ``stop`` is set and ``drained`` says every poll started is committed."""
     done: list[dict] = []
     cancelled = False
     while True:
@@ -117,7 +117,7 @@ def follow(stream: Run, output: str, interval: float, finished: Callable[[float]
             save_summary(output, stream_summary(stream, done, datetime.now(UTC), output, interval, "running"))
         if ended:
             break
-        if stop.is_set() and not cancelled and drained():
+        if not cancelled and ((polls is not None and len(done) >= polls) or (stop.is_set() and drained())):
             cancel()
             cancelled = True
     summary = stream_summary(stream, done, datetime.now(UTC), output, interval,

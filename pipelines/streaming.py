@@ -47,18 +47,15 @@ from pipelines.records import FeedSpec, Run
 from pipelines.stories.assign import AssignStoriesKeyed, StoryFeatures
 
 
-def stop_at(stream: Run, polls: int | None) -> Timestamp:
-    """When the ticks end: just after the last poll's second, or never."""
-    if polls is None:
-        return MAX_TIMESTAMP
-    return Timestamp.of(stream.started_at.timestamp()) + (polls - 1) * (stream.poll_every or 1) + 1
-
-
-def poll_feeds(tick: float, feeds: tuple[FeedSpec, ...], stream: Run, output: str) -> Iterator[tuple[str, FeedSpec]]:
-    """The feed list, keyed by feed, at the ticks that start a poll (start + k * poll_every seconds), unless
-    the stream was asked to stop (``pipelines.polls.stop_file``); each poll started is recorded for the
-    command, which stops the stream once every poll started is committed."""
-    if round(tick - stream.started_at.timestamp()) % (stream.poll_every or 1) != 0:
+def poll_feeds(tick: float, feeds: tuple[FeedSpec, ...], stream: Run, output: str,
+               polls: int | None = None) -> Iterator[tuple[str, FeedSpec]]:
+    """The feed list, keyed by feed, at the ticks that start a poll (start + k * poll_every seconds, for the
+    first ``polls`` k), unless the stream was asked to stop (``pipelines.polls.stop_file``). Each poll started
+    is recorded for the command, which ends the pipeline once every poll started is committed: the ticks
+    themselves never end, since the end of its input would let the keyed steps' expiry timers fire before
+    the last poll's elements reach them."""
+    k, offset = divmod(round(tick - stream.started_at.timestamp()), stream.poll_every or 1)
+    if offset or (polls is not None and k >= polls):
         return
     if FileSystems.exists(stop_file(output, stream)):
         return
@@ -86,10 +83,9 @@ def build_stream(p: beam.Pipeline, config: Config, stream: Run, polls: int | Non
     rejects, counts, states = [], [], []
     if entries is None:
         start = stream.started_at.timestamp()
-        ticks = p | "Ticks" >> PeriodicImpulse(start_timestamp=start, stop_timestamp=stop_at(stream, polls),
-                                               fire_interval=1)
-        feeds = ticks | "Polls" >> beam.FlatMap(poll_feeds, tuple(config.feeds), stream, output).with_output_types(
-            tuple[str, Any])
+        ticks = p | "Ticks" >> PeriodicImpulse(start_timestamp=start, stop_timestamp=MAX_TIMESTAMP, fire_interval=1)
+        feeds = ticks | "Polls" >> beam.FlatMap(poll_feeds, tuple(config.feeds), stream, output,
+                                                polls).with_output_types(tuple[str, Any])
         read = feeds | "ReadFeeds" >> ReadFeedsKeyed(fetcher, state_dir(output, "feeds"))
         entries = read["entries"]
         feed_level, entry_level = read["rejects"] | "ByLevel" >> beam.Partition(_level, 2)  # type: ignore[arg-type]

@@ -1,11 +1,13 @@
-"""Streaming mode: polls of a feed that grows, against a real server on 127.0.0.1; switches between
-streams and batch runs; stopping by signal; the pure parts of the loop."""
+"""Streaming mode: polls of a feed that grows, against a real server on 127.0.0.1, as one unbounded pipeline on
+Prism (skipped when ``newsbeam install-runners`` has not run) and as the loop of bounded runs in process;
+switches between streams and batch runs; stopping by signal and by kill -9; the pure parts of the loop."""
 
 import json
 import signal
 import subprocess
 import sys
 import threading
+import time
 import tomllib
 from collections import Counter
 from datetime import UTC, datetime
@@ -13,14 +15,20 @@ from functools import partial
 from xml.sax.saxutils import escape
 
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from benchmarks.localserver import NOT_FOUND, Answer, serve
+from pipelines import runners
 from pipelines.cli import LOCKED, main
 from pipelines.records import Run
 from pipelines.stream import poll_line, run_stream, stream_summary
 from tests.conftest import FIXTURES, ROOT
 
+needs_prism = pytest.mark.skipif(not runners.prism_path().is_file(),
+                                 reason="Prism is not installed: run newsbeam install-runners")
+# the two ways a stream runs: one unbounded pipeline on Prism (the default), a loop of runs in process
+MODES = [pytest.param([], id="prism", marks=needs_prism), pytest.param(["--runner=DirectRunner"], id="loop")]
 REPLAY = tomllib.loads((FIXTURES / "replay.toml").read_text())["response"]
 SEEDS = [r["url"] for r in REPLAY[:5]]  # five outlets' write-ups of one event: one story
 GONE = "/gone/a-page-that-was-removed"
@@ -97,12 +105,13 @@ def seed_stories(out) -> set[str]:
             if r["url"].split("/", 3)[3] in {_path(u)[1:] for u in SEEDS}}
 
 
-def test_a_stream_stores_each_entry_of_a_growing_feed_once(tmp_path, site, capsys):
-    assert main(["stream", "--config", config_for(tmp_path, site), "--polls", "3"]) == 0
+@pytest.mark.parametrize("mode", MODES)
+def test_a_stream_stores_each_entry_of_a_growing_feed_once(tmp_path, site, capsys, mode):
+    assert main(["stream", "--config", config_for(tmp_path, site), "--polls", "3", *mode]) == 0
     out = tmp_path / "out"
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[:2] for line in lines[:3]] == [["poll", "1"], ["poll", "2"], ["poll", "3"]]
-    assert "stopped (polls) after 3 polls" in lines[3] and "RECONCILE" not in "".join(lines)
+    assert "stopped (polls) after 3 polls" in lines[3] and "RECONCILE" not in "".join(lines), "\n".join(lines)
     assert site.hits["/feed.xml"] == 3
     assert_each_served_entry_ends_once(out, site)
     assert seed_stories(out) and len(seed_stories(out)) == 1  # one story across three polls
@@ -118,16 +127,17 @@ def test_a_stream_stores_each_entry_of_a_growing_feed_once(tmp_path, site, capsy
     assert stream["stories"]["continued"] >= 2  # the event's later write-ups joined its story
 
 
-def test_idle_polls_add_no_file(tmp_path, site, capsys):
+@pytest.mark.parametrize("mode", MODES)
+def test_idle_polls_add_no_file(tmp_path, site, capsys, mode):
     """Once a stream has stored what its feeds hold, a poll that finds nothing new adds no file anywhere: no
     dataset file, no state snapshot, no poll summary (the stream's own summary, rewritten, counts it)."""
     site.chunks = [[p for chunk in site.chunks for p in chunk]]  # a feed that no longer grows
     config = config_for(tmp_path, site, interval=0.05)
     out = tmp_path / "out"
     listing = lambda: sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())  # noqa: E731
-    assert main(["stream", "--config", config, "--polls", "1"]) == 0
+    assert main(["stream", "--config", config, "--polls", "1", *mode]) == 0
     after_one = listing()
-    assert main(["stream", "--config", config, "--polls", "6"]) == 0
+    assert main(["stream", "--config", config, "--polls", "6", *mode]) == 0
     added = sorted(set(listing()) - set(after_one))
     (summary,) = added  # the second stream's summary alone
     assert summary.startswith("_runs/") and json.loads((out / summary).read_text())["polls"] == 6
@@ -137,6 +147,7 @@ def test_idle_polls_add_no_file(tmp_path, site, capsys):
     assert sum("feeds 1 polled (1 unchanged, 0 failing); entries 0 seen" in line for line in lines) == 6
 
 
+@needs_prism
 def test_batch_runs_and_a_stream_take_over_from_each_other(tmp_path, site, capsys):
     config = config_for(tmp_path, site)
     assert main(["run", "--config", config]) == 0  # batch: chunk 1
@@ -152,9 +163,10 @@ def test_batch_runs_and_a_stream_take_over_from_each_other(tmp_path, site, capsy
     assert "feeds 1 polled (1 unchanged, 0 failing); entries 0 seen" in capsys.readouterr().out
 
 
-def test_a_stop_signal_ends_the_stream_after_its_poll_and_the_lock_is_held_until_then(tmp_path, site):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_stop_signal_ends_the_stream_after_its_poll_and_the_lock_is_held_until_then(tmp_path, site, mode):
     config = config_for(tmp_path, site, interval=0.5)
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines", "stream", "--config", config], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines", "stream", "--config", config, *mode], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().startswith("poll 1 ")
@@ -170,6 +182,34 @@ def test_a_stop_signal_ends_the_stream_after_its_poll_and_the_lock_is_held_until
     assert stream["stopped_by"] == "signal" and stream["reconciled"] is True and stream["polls"] >= 1
     assert main(["run", "--config", config]) == 0  # released: a batch run continues
     assert_each_served_entry_ends_once(tmp_path / "out", site)
+
+
+@needs_prism
+@pytest.mark.parametrize("after", [0.3, 1.2])
+def test_a_stream_killed_outright_then_restarted_stores_nothing_twice_and_loses_nothing(tmp_path, site, after):
+    """kill -9 at some moment of the second poll (the feed has grown), then a restart: every entry the feed
+    served ends once, the seeds are one story, and no reader ever meets a partial file."""
+    config = config_for(tmp_path, site, interval=1)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines", "stream", "--config", config], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith("poll 1 ")
+        time.sleep(after)
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    for name in ("articles", "stories", "rejects", "stories_current"):  # what a reader finds: whole files
+        for path in (out / name).rglob("*"):
+            if path.is_file():
+                pq.read_table(path)
+    assert main(["stream", "--config", config, "--polls", "3"]) == 0
+    ended = Counter(r["url"] for r in rows(out, "articles", ["url"]))
+    ended.update(r["url"] for r in rows(out, "rejects", ["url", "feed_url"]) if r["feed_url"] is not None)
+    assert ended == Counter(site.served_links())
+    assert len(seed_stories(out)) == 1
+    assert not [p for p in (out / "_tmp").rglob("*") if p.is_file()]
 
 
 # --- the loop itself, without Beam ---
@@ -257,6 +297,7 @@ def stored(out) -> dict[str, list]:
             "rejects": sorted(tuple(sorted(r.items())) for r in rejects)}
 
 
+@needs_prism
 def test_a_stream_stores_what_batch_runs_store_on_the_same_feed_history(tmp_path, site):
     streamed, batched = tmp_path / "streamed", tmp_path / "batched"
     streamed.mkdir(), batched.mkdir()
