@@ -25,7 +25,7 @@ import threading
 import traceback
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from importlib.metadata import PackageNotFoundError, version
 
 # Importing Beam logs a warning about Google Cloud client libraries newsbeam does not use; it would be the
@@ -111,10 +111,11 @@ def _parser() -> argparse.ArgumentParser:
         "stream",
         help="poll the configured feeds every [stream] poll_interval seconds until stopped",
         description=(
-            "Poll every feed of the config every [stream] poll_interval seconds; each poll stores what is "
-            "new like a batch run and prints one summary line. Runs until SIGINT or SIGTERM (the poll under "
-            "way is finished first; a second signal aborts it) or, with --polls, after that many polls. "
-            "Further options are passed to Apache Beam unchanged."
+            "Poll every feed of the config every [stream] poll_interval seconds, as one unbounded pipeline on "
+            "Prism (or the streaming runner named; --runner=DirectRunner: a loop of batch runs in process); "
+            "each poll stores what is new like a batch run and prints one summary line. Runs until SIGINT or "
+            "SIGTERM (the polls started are committed first; a second signal cancels at once) or, with "
+            "--polls, after that many polls. Further options are passed to Apache Beam unchanged."
         ),
     )
     install = sub.add_parser(
@@ -259,34 +260,41 @@ def stream(config: Config, beam_args: list[str], stop: threading.Event, polls: i
     """Poll until stopped (``pipelines.stream``), holding the output's lock throughout; returns the stream's
     summary. On Prism (when no runner is named) and other runners that stream, one unbounded pipeline; with
     ``--runner=DirectRunner``, a loop of bounded runs in process."""
-    runner = (_runner_named(beam_args) or "PrismRunner").rsplit(".", 1)[-1].lower()
-    if runner not in IN_PROCESS:
+    named = _runner_named(beam_args)
+    if named is None:
+        named, beam_args = "PrismRunner", with_installed_runner([*beam_args, "--runner=PrismRunner"], "PrismRunner")
+    if named.rsplit(".", 1)[-1].lower() not in IN_PROCESS:
         return stream_unbounded(config, beam_args, stop, polls, stream_run)
     beam_args = [a for a in beam_args if not a.startswith("--runner")]  # run_once's own in-process runner
     stream_run = stream_run or new_run()
     output = config.output.path
-    compacted_on = None  # the stream holds the lock compaction needs, so it compacts old partitions itself,
-    # after its first poll of each day (where the filesystem allows it)
+    compacted_on: date | None = None  # see compact_daily
 
     def poll() -> dict:
         nonlocal compacted_on
         summary = run_once(config, beam_args, new_run())
         if stored_anything(summary):  # an idle poll adds no file: the stream's summary counts it
             save_summary(output, summary)
-        today = datetime.now(UTC).date()
-        if "://" not in output and compacted_on != today:
-            compacted_on = today
-            with contextlib.suppress(CannotCompact):
-                done = compact(output, config.stories.window_days, datetime.now(UTC), new_run().run_id)
-                if done.partitions:
-                    print(f"compacted {_plural(done.partitions, 'partition')} older than "
-                          f"{config.stories.window_days:g} days: {done.files_before} files -> {done.files_after}",
-                          flush=True)
+        compacted_on = compact_daily(config, compacted_on)
         return summary
 
     with OutputLock(output, stream_run.run_id):
         return run_stream(stream_run, output, config.stream.poll_interval, poll, stop, polls,
                           say=lambda line: print(line, flush=True))
+
+
+def compact_daily(config: Config, compacted_on: date | None) -> date | None:
+    """A stream holds the lock compaction needs, so it compacts the partitions older than the story window
+    itself, once a UTC day (where the filesystem allows); returns the day it last did."""
+    output, today = config.output.path, datetime.now(UTC).date()
+    if "://" in output or compacted_on == today:
+        return compacted_on
+    with contextlib.suppress(CannotCompact):
+        done = compact(output, config.stories.window_days, datetime.now(UTC), new_run().run_id)
+        if done.partitions:
+            print(f"compacted {_plural(done.partitions, 'partition')} older than {config.stories.window_days:g} "
+                  f"days: {done.files_before} files -> {done.files_after}", flush=True)
+    return today
 
 
 def stream_unbounded(config: Config, beam_args: list[str], stop: threading.Event, polls: int | None = None,
@@ -318,11 +326,15 @@ def stream_unbounded(config: Config, beam_args: list[str], stop: threading.Event
         threading.Thread(target=wait, name="newsbeam-stream", daemon=True).start()
         polls_seen: set[str] = set()
         polls_at = polls_dir(output, stream_run)
+        compacted_on: date | None = None
 
-        def new_polls() -> list[dict]:
+        def new_polls() -> list[dict]:  # and, after the first poll of each day, compaction (beside the job: it
+            nonlocal compacted_on  # rewrites only partitions older than the window, which polls do not write)
             found = sorted(m.path for m in FileSystems.match([f"{polls_at}/*.json"])[0].metadata_list)
             fresh = [path for path in found if path not in polls_seen]
             polls_seen.update(fresh)
+            if fresh:
+                compacted_on = compact_daily(config, compacted_on)
             return [json.loads(_read(path)) for path in fresh]
 
         def drained() -> bool:
@@ -431,10 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, output=OutputConfig(path=resolve_output(args.output or config.output.path)))
         if args.command == "compact" and beam_args:  # it takes no Beam options
             raise _unknown(beam_args[0], own)
-        runner = check_beam_options(beam_args, own)
-        if args.command == "stream" and runner is None:  # a stream runs on Prism unless a runner is named
-            runner, beam_args = "PrismRunner", [*beam_args, "--runner=PrismRunner"]
-        beam_args = with_installed_runner(beam_args, runner)
+        beam_args = with_installed_runner(beam_args, check_beam_options(beam_args, own))
         prepare_output(config.output.path)
     except ConfigError as e:
         print(f"newsbeam: config error: {e}", file=sys.stderr)

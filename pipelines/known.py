@@ -22,6 +22,7 @@ matches become Beam elements. The stored columns are still read once per run, bu
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -250,7 +251,15 @@ class SkipSettled(beam.PTransform):
 
 def stored_values(output: str, columns: tuple[str, ...], settled_: bool = False) -> frozenset[str]:
     """Every value of ``columns`` of the stored articles; with ``settled_``, also the links of entries settled
-    by a reject or given up after ``ATTEMPTS`` (see the module's doc). A stream reads them once, at its start."""
+    by a reject or given up after ``ATTEMPTS`` (see the module's doc). A stream reads them once, at its start.
+    A file gone between listing and reading (a compaction beside the stream) means reading them again."""
+    for _ in range(2):
+        with suppress(FileNotFoundError):
+            return _stored_values(output, columns, settled_)
+    return _stored_values(output, columns, settled_)
+
+
+def _stored_values(output: str, columns: tuple[str, ...], settled_: bool) -> frozenset[str]:
     values: set[str] = set()
     tries: dict[str, int] = {}
     for name, wanted in (("articles", columns), ("rejects", REJECT_COLUMNS if settled_ else ())):
