@@ -22,6 +22,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import replace
@@ -38,7 +39,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.portability.api import beam_provision_api_pb2
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 from apache_beam.runners.portability.portable_runner import JobServiceHandle
-from apache_beam.runners.runner import PipelineRunner, create_runner
+from apache_beam.runners.runner import PipelineRunner, PipelineState, create_runner
 
 from pipelines.compact import CannotCompact, compact
 from pipelines.config import Config, ConfigError, OutputConfig, load_config
@@ -248,6 +249,7 @@ def run_batch(config: Config, beam_args: list[str], run: Run | None = None) -> d
         return summary
 
 
+STREAM_TIMEOUT = 10 * 365 * 86400  # seconds a stream's job-service calls may last
 IN_PROCESS = {"directrunner"}  # runners that cannot run the unbounded pipeline: a stream on them is a loop of runs
 
 
@@ -309,7 +311,10 @@ def stream_unbounded(config: Config, beam_args: list[str], stop: threading.Event
     with OutputLock(output, stream_run.run_id):
         prepare(output, stream_run.run_id,
                 forget_feeds=lambda: forget_feed_states(state_dir(output, "feeds"), stream_run.run_id))
-        pipeline = beam.Pipeline(options=PipelineOptions([*with_defaults(beam_args), "--streaming"]))
+        # the runner's job-service streams last as long as the job (by default they end after five minutes)
+        timeout = [] if any(a.startswith("--job_server_timeout") for a in beam_args) else [
+            f"--job_server_timeout={STREAM_TIMEOUT}"]
+        pipeline = beam.Pipeline(options=PipelineOptions([*with_defaults(beam_args), *timeout, "--streaming"]))
         build_stream(pipeline, config, stream_run, polls)
         result = pipeline.run()
         ended = threading.Event()
@@ -320,6 +325,13 @@ def stream_unbounded(config: Config, beam_args: list[str], stop: threading.Event
                 result.wait_until_finish()
             except BaseException as e:  # reported by the main thread, unless the stream was cancelled
                 failure.append(e)
+            try:  # a runner's message stream may end before the job (a deadline): then the job's state tells
+                while not PipelineState.is_terminal(result.state):
+                    time.sleep(1.0)
+                if result.state == PipelineState.DONE:
+                    failure.clear()
+            except Exception:  # the runner is gone: the job with it
+                pass
             finally:
                 ended.set()
 

@@ -14,6 +14,10 @@ connection error, a 5xx, a 429 or an internal error, which later runs retry) cou
 a feed polled every few minutes does not refetch, and reject again, the same dead link each time. Retries
 are bounded: a link with ``ATTEMPTS`` entry-level rows of reasons that may pass is settled as well.
 
+A stream (``pipelines.streaming``) checks with ``SkipSeen`` instead: the keys its polls passed on are keyed
+state, kept until ``window_days`` after the last poll that saw them, and what was stored or settled before
+the stream started is read once (``stored_values``), so a poll reads no stored file.
+
 The lookup goes the cheap way round: this run's lookup strings (a few thousand at most) are a side input,
 and each batch of stored rows is tested against them with one vectorised ``is_in`` per column, so only
 matches become Beam elements. The stored columns are still read once per run, but at columnar speed.

@@ -20,6 +20,9 @@ Its cost per article depends on the window's candidates, not on the history. An 
 assignment raises is a reject (``pipelines.failures``); the index is changed only once its decision is made.
 The index ages by the runs' clock: after a run it keeps the stories that runs added to within
 ``window_days`` before its start (see ``pipelines.stories.index``).
+
+A stream assigns with ``AssignStoriesKeyed``: the same online assignment, once per poll, in poll order, with
+the name of the index's snapshot as keyed state (see ``_AssignKeyedFn``).
 """
 
 from __future__ import annotations
@@ -240,18 +243,22 @@ class _AssignFn(beam.DoFn):
         if self._all_stories:  # the rows of a stories file set aside: every story held is written again
             touched = {s.story_id for s in result.stories}
             result.stories += story_rows(index, (s for s in index.stories if s not in touched))
-        yield from self._emit(index, result, self._run)
+        current, snapshot = self._commit_later(index, result, self._run)
+        del index  # the run's outputs are emitted without it
+        yield from self._outputs(result, current, snapshot)
 
-    def _emit(self, index: StoryIndex, result: AssignResult, run: Run) -> Iterator:
-        """Writes the index's snapshot (its name is ``self._written``, and on the ``index`` output) and emits
-        the run's assignments, story rows, current rows, rejects and counts."""
-        # stories_current: the stories this run changed, including those it restored (``touched`` is its start)
+    def _commit_later(self, index: StoryIndex, result: AssignResult, run: Run) -> tuple[list[tuple[str, Story]], str]:
+        """The stories_current rows (creation date, Story) of the stories the run changed, including those it
+        restored (``touched`` is its start), and the name of the index's snapshot, written now to be committed
+        once the articles are written."""
         rows = {s.story_id: s for s in result.stories}
         restored = [s for s, st in index.stories.items() if st.touched == run.started_at and s not in rows]
         rows.update((s.story_id, s) for s in story_rows(index, restored))
         current = [(index.stories[s].born or run.ingest_date, row) for s, row in sorted(rows.items())]
         index.saved_by = run.run_id
-        self._written = write_index(self._state_dir, index)  # to commit once the articles are written
+        return current, write_index(self._state_dir, index)
+
+    def _outputs(self, result: AssignResult, current: list[tuple[str, Story]], snapshot: str) -> Iterator:
         yield from result.assignments
         for story in result.stories:
             yield beam.pvalue.TaggedOutput(STORIES, story)
@@ -260,7 +267,7 @@ class _AssignFn(beam.DoFn):
         for article, detail in result.failed:
             for reject in rejects_for(article, "stories", detail):
                 yield beam.pvalue.TaggedOutput(REJECTS, reject)
-        yield beam.pvalue.TaggedOutput(INDEX, self._written)
+        yield beam.pvalue.TaggedOutput(INDEX, snapshot)
         for name, n in result.counts.items():
             yield from self._count(name, n)
 
@@ -356,9 +363,10 @@ class _AssignKeyedFn(_AssignFn):
             yield metrics.counted("articles_restored_to_index", restore(index, read_rows(files), run.started_at))
         features = sorted((f for _, f in articles), key=lambda f: (f.time, f.article_id))
         result = assign_ordered(index, features, self._config, run.started_at)
-        yield from self._emit(index, result, run)
-        snapshot.write(self._written)
-        self._held = (self._written, index)
+        current, written = self._commit_later(index, result, run)
+        yield from self._outputs(result, current, written)
+        snapshot.write(written)
+        self._held = (written, index)
 
     def _count(self, name: str, n: int) -> Iterator:
         yield metrics.counted(name, n)
