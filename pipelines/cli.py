@@ -34,6 +34,7 @@ from importlib.metadata import PackageNotFoundError, version
 logging.getLogger().addFilter(lambda record: not record.getMessage().startswith("apitools not found"))
 
 import apache_beam as beam
+import grpc
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.portability.api import beam_provision_api_pb2
@@ -316,64 +317,90 @@ def stream_unbounded(config: Config, beam_args: list[str], stop: threading.Event
             f"--job_server_timeout={STREAM_TIMEOUT}"]
         pipeline = beam.Pipeline(options=PipelineOptions([*with_defaults(beam_args), *timeout, "--streaming"]))
         build_stream(pipeline, config, stream_run, polls)
-        result = pipeline.run()
-        ended = threading.Event()
-        failure: list[BaseException] = []
+        quiet = contextlib.nullcontext() if logging.getLogger("pipelines").isEnabledFor(logging.INFO) else \
+            contextlib.redirect_stderr(_WithoutWorkerTracebacks(sys.stderr))  # unless --debug
+        with quiet:
+            return _follow(config, stream_run, pipeline, stop, polls)
 
-        def wait() -> None:
-            try:
-                result.wait_until_finish()
-            except BaseException as e:  # reported by the main thread, unless the stream was cancelled
-                failure.append(e)
-            try:  # a runner's message stream may end before the job (a deadline): then the job's state tells
-                while not PipelineState.is_terminal(result.state):
-                    time.sleep(1.0)
-                if result.state == PipelineState.DONE:
-                    failure.clear()
-            except Exception:  # the runner is gone: the job with it
-                pass
-            finally:
-                ended.set()
 
-        threading.Thread(target=wait, name="newsbeam-stream", daemon=True).start()
-        polls_seen: set[str] = set()
-        polls_at = polls_dir(output, stream_run)
-        compacted_on: date | None = None
+def _follow(config: Config, stream_run: Run, pipeline: beam.Pipeline, stop: threading.Event,
+            polls: int | None) -> dict:
+    """Runs the stream's pipeline and follows it (``pipelines.stream.follow``) until it ends."""
+    output = config.output.path
+    result = pipeline.run()
+    ended = threading.Event()
+    failure: list[BaseException] = []
 
-        def new_polls() -> list[dict]:  # and, after the first poll of each day, compaction (beside the job: it
-            nonlocal compacted_on  # rewrites only partitions older than the window, which polls do not write)
-            found = sorted(m.path for m in FileSystems.match([f"{polls_at}/*.json"])[0].metadata_list)
-            fresh = [path for path in found if path not in polls_seen]
-            polls_seen.update(fresh)
-            if fresh:
-                compacted_on = compact_daily(config, compacted_on)
-            return [json.loads(_read(path)) for path in fresh]
-
-        def drained() -> bool:
-            if not FileSystems.exists(stop_file(output, stream_run)):
-                _write(stop_file(output, stream_run), b"stop")
-                return False  # a poll may be starting as the request is written: look again next time
-            started = {m.path.rsplit("/", 1)[-1] for m in
-                       FileSystems.match([f"{started_dir(output, stream_run)}/*"])[0].metadata_list}
-            return started <= {p.rsplit("/", 1)[-1].removesuffix(".json") for p in polls_seen}
-
-        cancelled = threading.Event()
-
-        def cancel() -> None:  # how a stream ends: its runner reports the job as cancelled, not as failed
-            cancelled.set()
-            with contextlib.suppress(Exception):  # a job that ended meanwhile
-                result.cancel()
-
+    def wait() -> None:
         try:
-            summary = follow(stream_run, output, config.stream.poll_interval, ended.wait, new_polls, stop, drained,
-                             cancel, polls, say=lambda line: print(line, flush=True))
-        except KeyboardInterrupt:  # a second stop request: the poll under way is cut short
-            cancel()
-            raise
-        if failure and not cancelled.is_set():
-            raise failure[0]
-        delete([temp_dir(output, stream_run.run_id)])
-        return summary
+            result.wait_until_finish()
+        except BaseException as e:  # reported by the main thread, unless the stream was cancelled
+            failure.append(e)
+        try:  # a runner's message stream may end before the job (a deadline): then the job's state tells
+            while not PipelineState.is_terminal(result.state):
+                time.sleep(1.0)
+            if result.state == PipelineState.DONE:
+                failure.clear()
+        except Exception:  # the runner is gone: the job with it
+            pass
+        finally:
+            ended.set()
+
+    threading.Thread(target=wait, name="newsbeam-stream", daemon=True).start()
+    polls_seen: set[str] = set()
+    polls_at = polls_dir(output, stream_run)
+    compacted_on: date | None = None
+
+    def new_polls() -> list[dict]:  # and, after the first poll of each day, compaction (beside the job: it
+        nonlocal compacted_on  # rewrites only partitions older than the window, which polls do not write)
+        found = sorted(m.path for m in FileSystems.match([f"{polls_at}/*.json"])[0].metadata_list)
+        fresh = [path for path in found if path not in polls_seen]
+        polls_seen.update(fresh)
+        if fresh:
+            compacted_on = compact_daily(config, compacted_on)
+        return [json.loads(_read(path)) for path in fresh]
+
+    def drained() -> bool:
+        if not FileSystems.exists(stop_file(output, stream_run)):
+            _write(stop_file(output, stream_run), b"stop")
+            return False  # a poll may be starting as the request is written: look again next time
+        started = {m.path.rsplit("/", 1)[-1] for m in
+                   FileSystems.match([f"{started_dir(output, stream_run)}/*"])[0].metadata_list}
+        return started <= {p.rsplit("/", 1)[-1].removesuffix(".json") for p in polls_seen}
+
+    cancelled = threading.Event()
+
+    def cancel() -> None:  # how a stream ends: its runner reports the job as cancelled, not as failed
+        cancelled.set()
+        with contextlib.suppress(Exception):  # a job that ended meanwhile
+            result.cancel()
+
+    try:
+        summary = follow(stream_run, output, config.stream.poll_interval, ended.wait, new_polls, stop, drained,
+                         cancel, polls, say=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:  # a second stop request: the poll under way is cut short
+        cancel()
+        raise
+    if failure and not cancelled.is_set():
+        raise failure[0]
+    delete([temp_dir(output, stream_run.run_id)])
+    return summary
+
+
+class _WithoutWorkerTracebacks(io.TextIOBase):
+    """stderr, without the tracebacks Beam's SDK workers print there (in process on Prism) about a failure the
+    CLI reports in one line, its traceback in the log file."""
+
+    def __init__(self, stream):
+        self._stream, self._after_traceback = stream, False
+
+    def write(self, text: str) -> int:
+        dropped = text.startswith("Traceback (most recent call last):") or (self._after_traceback and text == "\n")
+        self._after_traceback = text.startswith("Traceback (most recent call last):")
+        return len(text) if dropped else self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
 
 
 def _read(path: str) -> bytes:
@@ -447,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
             handler.addFilter(_not_beams_errors)
         # a runner's job server (Prism) starting and stopping is not news
         logging.getLogger("apache_beam.utils.subprocess_server").setLevel(logging.ERROR)
+        threading.excepthook = _without_runner_connections
     own = args.own
     if args.command == "install-runners":
         return _install_runners(beam_args)
@@ -486,8 +514,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _without_runner_connections(args: threading.ExceptHookArgs) -> None:
+    """A thread's uncaught exception, unless it is a runner's connection closing as its job ends (Beam's
+    threads reading from Prism): the CLI reports how the job ended."""
+    if not isinstance(args.exc_value, grpc.RpcError):
+        threading.__excepthook__(args)
+
+
 def _not_beams_errors(record: logging.LogRecord) -> bool:
-    return not (record.name.startswith("apache_beam") and record.levelno >= logging.ERROR)
+    """Drops the errors Beam, its Prism job server and SDK workers log about a failure newsbeam reports."""
+    beams = record.name.startswith(("apache_beam", "PrismRunner", "SdkWorker")) or "apache_beam" in record.pathname
+    return not (beams and record.levelno >= logging.ERROR)  # (a runner's job messages go to the root logger)
 
 
 @contextlib.contextmanager
@@ -530,8 +567,11 @@ def failure_line(error: BaseException) -> str:
                     *(e for e in (*item.args, *held) if isinstance(e, BaseException))]
     text = " ".join(str(e) for e in found)
     os_error = next((e for e in reversed(found) if isinstance(e, OSError) and e.strerror), None)
+    reported = re.findall(r"\[Errno \d+\] ([^:'\n\[]+)(?:: '([^'\n]+)')?", text)  # a runner's report, as text
     if os_error is not None:
         what = f"{os_error.strerror}" + (f": {os_error.filename}" if os_error.filename else "")
+    elif reported:
+        what = reported[-1][0].strip() + (f": {reported[-1][1]}" if reported[-1][1] else "")
     else:
         first = (str(error).strip().splitlines() or [""])[0]
         what = f"{type(error).__name__}: {first}"[:300]

@@ -304,6 +304,8 @@ class _SeenFn(beam.DoFn):
                 self._stored = stored_values(self._output, self._columns, self._settled)
             stored = bool(seen.read()) or any(v in self._stored for item in items for v in self._lookups(item))
             outputs = [] if stored else list(_select((key, {"item": items, "stored": []}), self._order, self._link))
+        except OSError:  # the stored datasets cannot be read: the stream fails, as a run does
+            raise
         except Exception as e:  # the mechanism itself: the key's items are rejects, nothing is marked seen
             for item in items:
                 yield from (beam.pvalue.TaggedOutput(REJECTS, r) for r in rejects_for(item, "dedup", describe(e)))

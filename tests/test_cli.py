@@ -145,11 +145,12 @@ def test_multi_processing_gives_the_same_rows(fixtures_run, tmp_path, capfd):
         sorted(s["story_id"] for s in read(fixtures_run, "stories"))
 
 
-def test_worker_log_level_is_warning_unless_chosen():
+def test_worker_log_level_is_warning_and_prisms_error_unless_chosen():
     assert with_defaults(["--runner=DirectRunner"]) == [
-        "--runner=DirectRunner", "--default_sdk_harness_log_level=WARNING"]
-    assert with_defaults(["--runner", "FlinkRunner", "--default_sdk_harness_log_level=DEBUG"]) == [
-        "--runner", "FlinkRunner", "--default_sdk_harness_log_level=DEBUG"]
+        "--runner=DirectRunner", "--default_sdk_harness_log_level=WARNING", "--prism_log_level=error"]
+    assert with_defaults(["--runner", "FlinkRunner", "--default_sdk_harness_log_level=DEBUG",
+                          "--prism_log_level=debug"]) == [
+        "--runner", "FlinkRunner", "--default_sdk_harness_log_level=DEBUG", "--prism_log_level=debug"]
 
 
 

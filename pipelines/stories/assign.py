@@ -345,6 +345,8 @@ class _AssignKeyedFn(_AssignFn):
         articles = list(keyed[1])
         try:
             outputs = list(self._poll(articles, self._run.at(timestamp), snapshot))
+        except OSError:  # the state cannot be read or written (a full disk): the stream fails, as a run does
+            raise
         except Exception as e:  # the mechanism itself: the poll's articles are rejects, the index is unchanged
             outputs = [beam.pvalue.TaggedOutput(REJECTS, r) for a, _ in articles
                        for r in rejects_for(a, "stories", describe(e))]
