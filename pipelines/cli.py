@@ -47,11 +47,11 @@ from pipelines.config import Config, ConfigError, OutputConfig, load_config
 from pipelines.datasets import Checked, NewerSchema, prepare
 from pipelines.feeds import forget_feed_states, load_feed_states
 from pipelines.lock import Locked, OutputLock
-from pipelines.paths import delete, resolve_output
+from pipelines.paths import delete, read_bytes, resolve_output, within, write_bytes
 from pipelines.pipeline import build, state_dir
 from pipelines.polls import polls_dir, started_dir, stop_file
 from pipelines.records import Run
-from pipelines.runners import CannotInstall, install_prism, prism_version, with_installed_runner
+from pipelines.runners import CannotInstall, install_prism, prism_served, prism_version, with_installed_runner
 from pipelines.sinks import temp_dir
 from pipelines.stream import follow, run_stream
 from pipelines.streaming import build_stream
@@ -275,7 +275,7 @@ def stream(config: Config, beam_args: list[str], stop: threading.Event, polls: i
 
     def poll() -> dict:
         nonlocal compacted_on
-        summary = run_once(config, beam_args, new_run())
+        summary = {**run_once(config, beam_args, new_run()), "stream": stream_run.run_id}
         if stored_anything(summary):  # an idle poll adds no file: the stream's summary counts it
             save_summary(output, summary)
         compacted_on = compact_daily(config, compacted_on)
@@ -315,12 +315,18 @@ def stream_unbounded(config: Config, beam_args: list[str], stop: threading.Event
         # the runner's job-service streams last as long as the job (by default they end after five minutes)
         timeout = [] if any(a.startswith("--job_server_timeout") for a in beam_args) else [
             f"--job_server_timeout={STREAM_TIMEOUT}"]
-        pipeline = beam.Pipeline(options=PipelineOptions([*with_defaults(beam_args), *timeout, "--streaming"]))
-        build_stream(pipeline, config, stream_run, polls)
-        quiet = contextlib.nullcontext() if logging.getLogger("pipelines").isEnabledFor(logging.INFO) else \
-            contextlib.redirect_stderr(_WithoutWorkerTracebacks(sys.stderr))  # unless --debug
-        with quiet:
+        quiet = contextlib.nullcontext() if _debugging() else \
+            contextlib.redirect_stderr(_WithoutWorkerTracebacks(sys.stderr))
+        with prism_served([*with_defaults(beam_args), *timeout, "--streaming"], show_logs=_debugging()) as args, \
+                quiet:
+            pipeline = beam.Pipeline(options=PipelineOptions(args))
+            build_stream(pipeline, config, stream_run, polls)
             return _follow(config, stream_run, pipeline, stop, polls)
+
+
+def _debugging() -> bool:
+    """Whether the CLI runs with --debug."""
+    return logging.getLogger("pipelines").isEnabledFor(logging.INFO)
 
 
 def _follow(config: Config, stream_run: Run, pipeline: beam.Pipeline, stop: threading.Event,
@@ -347,26 +353,24 @@ def _follow(config: Config, stream_run: Run, pipeline: beam.Pipeline, stop: thre
             ended.set()
 
     threading.Thread(target=wait, name="newsbeam-stream", daemon=True).start()
-    polls_seen: set[str] = set()
-    polls_at = polls_dir(output, stream_run)
+    polls_at, started_at = polls_dir(output, stream_run), started_dir(output, stream_run)
     compacted_on: date | None = None
 
     def new_polls() -> list[dict]:  # and, after the first poll of each day, compaction (beside the job: it
         nonlocal compacted_on  # rewrites only partitions older than the window, which polls do not write)
-        found = sorted(m.path for m in FileSystems.match([f"{polls_at}/*.json"])[0].metadata_list)
-        fresh = [path for path in found if path not in polls_seen]
-        polls_seen.update(fresh)
+        fresh = sorted(m.path for m in FileSystems.match([within(polls_at, "*.json")])[0].metadata_list)
+        summaries = [json.loads(read_bytes(path)) for path in fresh]
+        # a poll followed leaves no file behind: what is listed next time is only what is new
+        delete([f"{started_at}/{s['run_id']}" for s in summaries] + fresh)
         if fresh:
             compacted_on = compact_daily(config, compacted_on)
-        return [json.loads(_read(path)) for path in fresh]
+        return summaries
 
-    def drained() -> bool:
+    def drained() -> bool:  # every poll started is committed and followed
         if not FileSystems.exists(stop_file(output, stream_run)):
-            _write(stop_file(output, stream_run), b"stop")
+            write_bytes(stop_file(output, stream_run), b"stop")
             return False  # a poll may be starting as the request is written: look again next time
-        started = {m.path.rsplit("/", 1)[-1] for m in
-                   FileSystems.match([f"{started_dir(output, stream_run)}/*"])[0].metadata_list}
-        return started <= {p.rsplit("/", 1)[-1].removesuffix(".json") for p in polls_seen}
+        return not FileSystems.match([within(started_at, "*")])[0].metadata_list
 
     cancelled = threading.Event()
 
@@ -403,29 +407,21 @@ class _WithoutWorkerTracebacks(io.TextIOBase):
         self._stream.flush()
 
 
-def _read(path: str) -> bytes:
-    with FileSystems.open(path, compression_type="uncompressed") as f:
-        return f.read()
-
-
-def _write(path: str, data: bytes) -> None:
-    with FileSystems.create(path, compression_type="uncompressed") as f:
-        f.write(data)
-
-
 def run_once(config: Config, beam_args: list[str], run: Run) -> dict:
     """One run of the pipeline; the caller holds the output's lock. Files a killed run left uncommitted are
     removed first, and the datasets' files checked (``pipelines.datasets``)."""
     output = config.output.path
     feeds_state = state_dir(output, "feeds")
     checked = prepare(output, run.run_id, forget_feeds=lambda: forget_feed_states(feeds_state, run.run_id))
-    options = PipelineOptions(with_defaults(beam_args))
-    runner = local_runner(options) if options.view_as(StandardOptions).runner is None else None
-    pipeline = beam.Pipeline(runner=runner, options=options)
-    build(pipeline, config, run, all_stories=checked.damaged("stories"))
-    result = pipeline.run()
-    result.wait_until_finish()
-    summary = build_summary(counters_of(result), run, datetime.now(UTC), output, datasets=checked.as_dict(),
+    with prism_served(with_defaults(beam_args), show_logs=_debugging()) as args:
+        options = PipelineOptions(args)
+        runner = local_runner(options) if options.view_as(StandardOptions).runner is None else None
+        pipeline = beam.Pipeline(runner=runner, options=options)
+        build(pipeline, config, run, all_stories=checked.damaged("stories"))
+        result = pipeline.run()
+        result.wait_until_finish()
+        counters = counters_of(result)  # asked of the job server, which ends with the block
+    summary = build_summary(counters, run, datetime.now(UTC), output, datasets=checked.as_dict(),
                             failing=failing_feeds(feeds_state))
     delete([temp_dir(output, run.run_id)])
     return summary

@@ -14,9 +14,10 @@ connection error, a 5xx, a 429 or an internal error, which later runs retry) cou
 a feed polled every few minutes does not refetch, and reject again, the same dead link each time. Retries
 are bounded: a link with ``ATTEMPTS`` entry-level rows of reasons that may pass is settled as well.
 
-A stream (``pipelines.streaming``) checks with ``SkipSeen`` instead: the keys its polls passed on are keyed
-state, kept until ``window_days`` after the last poll that saw them, and what was stored or settled before
-the stream started is read once (``stored_values``), so a poll reads no stored file.
+A stream (``pipelines.streaming``) checks with ``SkipSeen`` instead: what was stored or settled before the
+stream started is read once (``stored_values``), so a poll reads no stored file; the keys its polls passed on
+are keyed state until ``window_days`` after the last poll that saw them, then join the values read at the
+start, as a stream started later would read them.
 
 The lookup goes the cheap way round: this run's lookup strings (a few thousand at most) are a side input,
 and each batch of stored rows is tested against them with one vectorised ``is_in`` per column, so only
@@ -25,6 +26,7 @@ matches become Beam elements. The stored columns are still read once per run, bu
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -37,6 +39,7 @@ import pyarrow.parquet as pq
 from apache_beam import coders
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import userstate, window
+from apache_beam.utils import shared
 from apache_beam.utils.timestamp import Duration
 
 from pipelines import metrics
@@ -282,35 +285,59 @@ def _stored_values(output: str, columns: tuple[str, ...], settled_: bool) -> fro
     return frozenset(values | {url for url, n in tries.items() if n >= ATTEMPTS})
 
 
+class _Values(set):
+    """A set of strings that ``apache_beam.utils.shared`` can hold (it keeps weak references), with the lock
+    that makes a key's check and its marking one step for every thread of the process."""
+
+    def __init__(self, values: Iterable[str]):
+        super().__init__(values)
+        self.lock = threading.Lock()
+
+
 class _SeenFn(beam.DoFn):
     """A stream's already-stored check, keyed: a key is stored when a poll of this stream passed it on (keyed
-    state, cleared ``keep`` after the poll that last saw it) or when one of its lookup strings is among the
-    values stored before the stream started (``stored_values``, read once per worker)."""
+    state: the lookup strings of what it passed on, kept until ``keep`` after the poll that last saw the key)
+    or when one of its lookup strings is among the values stored before (``stored_values``, read once per
+    worker process). What a poll passes on joins those values at once, and what another worker passed on
+    joins them when its state expires here, as a worker started later would read them from the datasets:
+    Beam state stays bounded by the window, a link listed again after a longer absence is still known, and
+    the check holds even where a runner runs one key in two bundles at once (Prism was seen to)."""
 
-    SEEN = userstate.ReadModifyWriteStateSpec("seen", coders.BooleanCoder())
+    SEEN = userstate.ReadModifyWriteStateSpec("seen", coders.IterableCoder(coders.StrUtf8Coder()))
     EXPIRY = userstate.TimerSpec("expiry", userstate.TimeDomain.WATERMARK)
 
     def __init__(self, output: str, columns: tuple[str, ...], settled_: bool, lookups: Callable, order: Callable,
                  link: Callable, keep: Duration):
         self._output, self._columns, self._settled = output, columns, settled_
         self._lookups, self._order, self._link, self._keep = lookups, order, link, keep
-        self._stored: frozenset[str] | None = None
+        self._shared = shared.Shared()  # one set per process for this step, whichever instance runs a key
+        self._stored: _Values | None = None
+
+    def _stored_before(self) -> _Values:
+        if self._stored is None:
+            self._stored = self._shared.acquire(
+                lambda: _Values(stored_values(self._output, self._columns, self._settled)))
+        return self._stored
 
     def process(self, grouped: tuple[str, Iterable], timestamp=beam.DoFn.TimestampParam,
                 seen=beam.DoFn.StateParam(SEEN), expiry=beam.DoFn.TimerParam(EXPIRY)) -> Iterator:
         key, items = grouped[0], list(grouped[1])
         try:
-            if self._stored is None:
-                self._stored = stored_values(self._output, self._columns, self._settled)
-            stored = bool(seen.read()) or any(v in self._stored for item in items for v in self._lookups(item))
-            outputs = [] if stored else list(_select((key, {"item": items, "stored": []}), self._order, self._link))
+            before = self._stored_before()
+            with before.lock:
+                known = seen.read()
+                values = sorted({v for item in items for v in self._lookups(item)} | set(known or ()))
+                stored = known is not None or any(v in before for v in values)
+                outputs = [] if stored else list(_select((key, {"item": items, "stored": []}), self._order,
+                                                         self._link))
+                before.update(values)
         except OSError:  # the stored datasets cannot be read: the stream fails, as a run does
             raise
         except Exception as e:  # the mechanism itself: the key's items are rejects, nothing is marked seen
             for item in items:
                 yield from (beam.pvalue.TaggedOutput(REJECTS, r) for r in rejects_for(item, "dedup", describe(e)))
             return
-        seen.write(True)
+        seen.write(values)
         expiry.set(timestamp + self._keep)
         if stored:
             yield metrics.counted("entries_already_stored", len(items))
@@ -318,6 +345,9 @@ class _SeenFn(beam.DoFn):
 
     @userstate.on_timer(EXPIRY)
     def expire(self, seen=beam.DoFn.StateParam(SEEN)) -> None:
+        before = self._stored_before()
+        with before.lock:
+            before.update(seen.read() or ())
         seen.clear()
 
 
@@ -326,7 +356,8 @@ class SkipSeen(beam.PTransform):
     the poll that read it) -> ``new`` (one per key per poll, stored by no earlier poll or run) and
     ``rejects``. Within a poll, several elements with one key keep the first in ``order`` (the rest are
     ``duplicate_url`` rejects), as in a batch run; a key passed on by one poll is already stored for every
-    later poll, until ``keep_days`` after the last poll that saw it."""
+    later poll: in keyed state until ``keep_days`` after the last poll that saw it, in the worker's memory
+    after that."""
 
     def __init__(self, output: str, columns: tuple[str, ...], key: Callable, lookups: Callable, order: Callable,
                  link: Callable, keep_days: float, settled: bool = False):

@@ -52,3 +52,13 @@ def ensure_dir(location: str) -> None:
     """Make a directory (and its parents) where the filesystem has directories; object stores need none."""
     if "://" not in location:
         os.makedirs(location, exist_ok=True)
+
+
+def read_bytes(path: str) -> bytes:
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return f.read()
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    with FileSystems.create(path, compression_type="uncompressed") as f:
+        f.write(data)

@@ -33,7 +33,7 @@ from pipelines import state
 from pipelines.current import replace_partitions
 from pipelines.failures import describe, rejects_for
 from pipelines.feeds import is_retried, load_feed_states, write_feed_states
-from pipelines.paths import delete
+from pipelines.paths import delete, write_bytes
 from pipelines.records import Article, Reject, Run
 from pipelines.sinks import checked_row, last_resort_row, row_counts, temp_dir, write_whole
 from pipelines.summary import build_summary, save_summary, stored_anything
@@ -50,6 +50,12 @@ def polls_dir(output: str, stream: Run) -> str:
 def started_dir(output: str, stream: Run) -> str:
     """Where a stream records each poll it starts (a file named after the poll's run)."""
     return f"{temp_dir(output, stream.run_id)}/started"
+
+
+def started_count_file(output: str, stream: Run) -> str:
+    """How many polls the stream has started (for ``--polls``: the markers in ``started_dir`` are deleted once
+    the command has followed their polls)."""
+    return f"{temp_dir(output, stream.run_id)}/started_count"
 
 
 def stop_file(output: str, stream: Run) -> str:
@@ -108,10 +114,11 @@ class _CommitFn(beam.DoFn):
             counts.update(row_counts(name, rows))
         failing = [{"url": s.feed_url, "reason": s.failing, "since": s.failing_since}
                    for s in sorted(states, key=lambda s: s.feed_url) if s.failing]
-        summary = build_summary(dict(counts), run, datetime.now(UTC), self._output, failing=failing)
-        with FileSystems.create(f"{polls_dir(self._output, self._stream)}/{run.run_id}.json",
-                                compression_type="uncompressed") as f:
-            f.write(json.dumps(summary, sort_keys=True).encode())
+        summary = {**build_summary(dict(counts), run, datetime.now(UTC), self._output, failing=failing),
+                   "stream": self._stream.run_id}
+        done = f"{polls_dir(self._output, self._stream)}/{run.run_id}.json"  # whole, once there: renamed into place
+        write_bytes(f"{done}.part", json.dumps(summary, sort_keys=True).encode())
+        FileSystems.rename([f"{done}.part"], [done])
         if stored_anything(summary):  # an idle poll adds no file: the stream's summary counts it
             save_summary(self._output, summary)
         delete([temp_dir(self._output, run.run_id)])

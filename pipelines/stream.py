@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from pipelines.records import Run
 from pipelines.summary import save_summary
 
 SUMMED = ("feeds", "entries", "articles_written", "duplicates", "stories", "state", "rejects")
+NO_POLLS = MappingProxyType({"polls": 0, "last_poll": None, "metrics_available": True, "reconciled": True})
 
 
 def poll_line(number: int, summary: dict) -> str:
@@ -54,22 +56,34 @@ def _add(total: Any, part: Any) -> Any:
     return (total or 0) + part
 
 
-def stream_summary(stream: Run, polls: list[dict], finished_at: datetime, output: str, interval: float,
+def add_poll(totals: Mapping | None, poll: dict) -> dict:
+    """The stream's running totals (``None``: no poll yet) with one more poll's summary added: the stream's
+    summary is rewritten after every poll at a cost that does not grow with the polls before it."""
+    totals = dict(totals or NO_POLLS)
+    totals["polls"] += 1
+    totals["last_poll"] = poll["run_id"]
+    totals["metrics_available"] = totals["metrics_available"] and poll["metrics_available"]
+    if totals["metrics_available"]:
+        for key in SUMMED:
+            totals[key] = _add(totals.get(key), poll[key])
+        totals["reconciled"] = totals["reconciled"] and poll["reconciled"]
+    return totals
+
+
+def stream_summary(stream: Run, totals: Mapping | None, finished_at: datetime, output: str, interval: float,
                    stopped_by: str) -> dict:
-    """The whole stream's summary: its polls' counts summed, reconciled when every poll's was."""
+    """The whole stream's summary from its running totals (``add_poll``): its polls' counts summed, reconciled
+    when every poll's was. Its polls' own summaries are the ``_runs/`` files whose ``stream`` is its id."""
+    totals = totals or NO_POLLS
     summary: dict[str, Any] = {
         "run_id": stream.run_id, "kind": "stream", "output": output, "started_at": stream.started_at.isoformat(),
         "finished_at": finished_at.isoformat(), "seconds": round((finished_at - stream.started_at).total_seconds(), 3),
-        "poll_interval": interval, "polls": len(polls), "stopped_by": stopped_by,
-        "runs": [p["run_id"] for p in polls],
-        "metrics_available": all(p["metrics_available"] for p in polls),
+        "poll_interval": interval, "polls": totals["polls"], "last_poll": totals["last_poll"],
+        "stopped_by": stopped_by, "metrics_available": totals["metrics_available"],
     }
     if summary["metrics_available"]:
-        for key in SUMMED:
-            summary[key] = None
-            for p in polls:
-                summary[key] = _add(summary[key], p[key])
-        summary["reconciled"] = all(p["reconciled"] for p in polls)
+        summary.update({key: totals.get(key) for key in SUMMED})
+        summary["reconciled"] = totals["reconciled"]
     else:
         summary["reconciled"] = None
     return summary
@@ -81,23 +95,24 @@ def run_stream(stream: Run, output: str, interval: float, poll: Callable[[], dic
     """Poll until ``polls`` polls are done or ``stop`` is set; returns the stream's summary, also saved under
     ``_runs/`` after every poll (so a stream that is killed still leaves the summary of what it committed).
     ``poll`` runs one poll and returns its run summary."""
-    done: list[dict] = []
+    totals: dict | None = None
     next_start = clock()
     while not stop.is_set():
         next_start = max(next_start, clock())
-        done.append(poll())
-        say(poll_line(len(done), done[-1]))
-        finished = polls is not None and len(done) >= polls
-        summary = stream_summary(stream, done, datetime.now(UTC), output, interval,
-                                 "polls" if finished else "running")
-        save_summary(output, summary)
+        summary = poll()
+        totals = add_poll(totals, summary)
+        say(poll_line(totals["polls"], summary))
+        finished = polls is not None and totals["polls"] >= polls
+        stream_total = stream_summary(stream, totals, datetime.now(UTC), output, interval,
+                                      "polls" if finished else "running")
+        save_summary(output, stream_total)
         if finished:
-            return summary
+            return stream_total
         next_start += interval
         stop.wait(max(0.0, next_start - clock()))
-    summary = stream_summary(stream, done, datetime.now(UTC), output, interval, "signal")
-    save_summary(output, summary)
-    return summary
+    stream_total = stream_summary(stream, totals, datetime.now(UTC), output, interval, "signal")
+    save_summary(output, stream_total)
+    return stream_total
 
 
 def follow(stream: Run, output: str, interval: float, finished: Callable[[float], bool],
@@ -107,20 +122,21 @@ def follow(stream: Run, output: str, interval: float, finished: Callable[[float]
     seconds): each poll's summary (``new_polls``: those committed since the last call, in order) is printed
     as a line and the stream's summary saved. The pipeline is cancelled once ``polls`` polls are committed,
     or once ``stop`` is set and ``drained`` says every poll started is committed."""
-    done: list[dict] = []
+    totals: dict | None = None
     cancelled = False
     while True:
         ended = finished(0.5)
         for summary in new_polls():
-            done.append(summary)
-            say(poll_line(len(done), summary))
-            save_summary(output, stream_summary(stream, done, datetime.now(UTC), output, interval, "running"))
+            totals = add_poll(totals, summary)
+            say(poll_line(totals["polls"], summary))
+            save_summary(output, stream_summary(stream, totals, datetime.now(UTC), output, interval, "running"))
         if ended:
             break
-        if not cancelled and ((polls is not None and len(done) >= polls) or (stop.is_set() and drained())):
+        if not cancelled and ((polls is not None and (totals or {}).get("polls", 0) >= polls)
+                              or (stop.is_set() and drained())):
             cancel()
             cancelled = True
-    summary = stream_summary(stream, done, datetime.now(UTC), output, interval,
-                             "signal" if stop.is_set() else "polls")
-    save_summary(output, summary)
-    return summary
+    stream_total = stream_summary(stream, totals, datetime.now(UTC), output, interval,
+                                  "signal" if stop.is_set() else "polls")
+    save_summary(output, stream_total)
+    return stream_total

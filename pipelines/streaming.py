@@ -41,28 +41,46 @@ from pipelines.known import (
     entry_lookups,
     entry_order,
 )
+from pipelines.paths import read_bytes, within, write_bytes
 from pipelines.pipeline import state_dir
-from pipelines.polls import CommitPoll, started_dir, stop_file
+from pipelines.polls import CommitPoll, polls_dir, started_count_file, started_dir, stop_file
 from pipelines.records import FeedSpec, Run
 from pipelines.stories.assign import AssignStoriesKeyed, StoryFeatures
 
 
 def poll_feeds(tick: float, feeds: tuple[FeedSpec, ...], stream: Run, output: str,
                polls: int | None = None) -> Iterator[tuple[str, FeedSpec]]:
-    """The feed list, keyed by feed, at the ticks that start a poll (start + k * poll_every seconds, for the
-    first ``polls`` k), unless the stream was asked to stop (``pipelines.polls.stop_file``). Each poll started
-    is recorded for the command, which ends the pipeline once every poll started is committed: the ticks
-    themselves never end, since the end of its input would let the keyed steps' expiry timers fire before
-    the last poll's elements reach them."""
+    """The feed list, keyed by feed, at the ticks that start a poll: start + k * poll_every seconds, while the
+    previous poll is committed (a tick that finds it under way is skipped, as the loop of runs skips the
+    ticks a long poll overran, so polls never overlap), for ``polls`` polls at most, unless the stream was
+    asked to stop (``pipelines.polls.stop_file``). Each poll started is recorded for the command, which ends
+    the pipeline once every poll started is committed: the ticks themselves never end, since the end of its
+    input would let the keyed steps' expiry timers fire before the last poll's elements reach them.
+
+    One poll at a time is also what keeps the keyed steps right on Prism, which was seen to run bundles of
+    one key of a stateful step at once, each with the state as it was before the other (a poll's bundles
+    are all done when its commit has written its summary)."""
     k, offset = divmod(round(tick - stream.started_at.timestamp()), stream.poll_every or 1)
-    if offset or (polls is not None and k >= polls):
+    if offset or FileSystems.exists(stop_file(output, stream)):
         return
-    if FileSystems.exists(stop_file(output, stream)):
+    if _under_way(output, stream):
+        return
+    count_file = started_count_file(output, stream)
+    started = int(read_bytes(count_file) or 0) if FileSystems.exists(count_file) else 0
+    if polls is not None and started >= polls:
         return
     run = stream.at(Timestamp.of(tick))
-    with FileSystems.create(f"{started_dir(output, stream)}/{run.run_id}", compression_type="uncompressed"):
-        pass
+    write_bytes(f"{started_dir(output, stream)}/{run.run_id}", b"")
+    write_bytes(count_file, str(started + 1).encode())
     yield from ((feed.url, feed) for feed in feeds)
+
+
+def _under_way(output: str, stream: Run) -> bool:
+    """Whether a poll started and is not committed: its marker is there and its summary is not."""
+    def names(pattern: str) -> set[str]:
+        found = FileSystems.match([pattern])[0].metadata_list
+        return {m.path.rsplit("/", 1)[-1].removesuffix(".json") for m in found}
+    return bool(names(within(started_dir(output, stream), "*")) - names(within(polls_dir(output, stream), "*.json")))
 
 
 def _by_poll(pcoll, label: str):

@@ -12,9 +12,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from hypothesis import settings
 
+from pipelines import runners
 from pipelines.config import Config, OutputConfig, load_config
 from pipelines.records import FeedEntry, Page, Run
 from schemas import ALL_DATASETS as DATASETS
@@ -32,6 +34,16 @@ TestPipeline.pytest_test_pipeline_options = "--runner=FnApiRunner"
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 FIXTURES_CONFIG = ROOT / "configs" / "fixtures.toml"
+
+PRISM = runners.prism_path()
+needs_prism = pytest.mark.skipif(not PRISM.is_file(),
+                                 reason=f"Prism is not installed at {PRISM}: run newsbeam install-runners")
+
+
+def streaming_on_prism() -> PipelineOptions:
+    """A TestPipeline's options for an unbounded pipeline (TestStream) on Prism."""
+    return PipelineOptions(["--runner=PrismRunner", f"--prism_location={PRISM}", "--streaming",
+                            "--prism_log_level=error"])
 
 
 def _load_fixture_module(name: str):

@@ -1,16 +1,19 @@
 from datetime import UTC, datetime
+from typing import Any
 
 import apache_beam as beam
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import TimestampedValue
 
-from pipelines import state
+from pipelines import metrics, state
 from pipelines.config import FetchConfig
-from pipelines.feeds import BadFeed, ReadFeeds, load_feed_states, parse_feed, write_feed_states
+from pipelines.feeds import BadFeed, ReadFeeds, ReadFeedsKeyed, load_feed_states, parse_feed, write_feed_states
 from pipelines.fetch import Fetcher
 from pipelines.records import FeedSpec
-from tests.conftest import FIXTURES, fixture_url
+from tests.conftest import FIXTURES, fixture_url, needs_prism, streaming_on_prism
 
 NOW = datetime(2025, 6, 14, tzinfo=UTC)
 
@@ -179,3 +182,45 @@ def test_a_feed_failing_for_the_same_reason_is_one_reject_row_from_its_first_fai
 def test_entries_carry_the_feed_title_and_the_configs_name():
     entries, _, _ = parse_feed((FIXTURES / "feeds" / "ledger.xml").read_bytes(), "feed.xml", NOW, "Ledger")
     assert {(e.feed_name, e.feed_title) for e in entries} == {("Ledger", "The Daily Ledger")}
+
+
+def _at_poll(element, timestamp=beam.DoFn.TimestampParam):
+    return element, int(timestamp.micros // 1_000_000)
+
+
+@needs_prism
+@pytest.mark.parametrize("seeded", [False, True], ids=["first-read", "seeded-from-a-run"])
+def test_a_streams_feed_reads_keep_each_feeds_state_across_polls(tmp_path, seeded):
+    """ReadFeedsKeyed on Prism: a feed's validators are keyed state, seeded from the snapshot a batch run
+    committed, so an unchanged feed yields nothing from its second read on (or its first, after a run) and
+    a feed failing for the same reason is one reject row."""
+    feed = FeedSpec("feeds/econ.xml", location=str(FIXTURES / "feeds" / "econ.xml"))
+    broken = FeedSpec("feeds/gone.xml", location=str(tmp_path / "gone.xml"))
+    state_dir = str(tmp_path / "state")
+    if seeded:
+        with TestPipeline() as p:
+            out = p | beam.Create([feed]) | ReadFeeds(Fetcher(FetchConfig()), state_dir)
+            _ = (out["states"] | beam.combiners.ToList() | beam.Map(
+                lambda states: state.commit(state_dir, write_feed_states(states, state_dir, "20251204T095900Z-run"))))
+    t0 = 1_764_842_400  # 2025-12-04T10:00:00Z
+    polls = (TestStream()
+             .add_elements([TimestampedValue((f.url, f), t0) for f in (feed, broken)])
+             .advance_watermark_to(t0 + 1)
+             .add_elements([TimestampedValue((f.url, f), t0 + 5) for f in (feed, broken)])
+             .advance_watermark_to_infinity())
+    with TestPipeline(options=streaming_on_prism()) as p:
+        keyed = p | polls | beam.Map(lambda kv: kv).with_output_types(tuple[str, Any])  # as the polls give them
+        out = keyed | ReadFeedsKeyed(Fetcher(FetchConfig()), state_dir)
+        first = [] if seeded else [(feed.url, t0)] * 3
+        assert_that(out["entries"] | beam.Map(lambda e: e.feed_url) | "EntryPolls" >> beam.Map(_at_poll),
+                    equal_to(first), label="entries")
+        assert_that(out["rejects"] | beam.Map(lambda r: (r.url, r.reason)) | "RejectPolls" >> beam.Map(_at_poll),
+                    equal_to([((broken.url, "not_found"), t0)]), label="rejects")
+        unchanged = [t0, t0 + 5] if seeded else [t0 + 5]
+        assert_that(out[metrics.COUNTS] | beam.Filter(lambda c: c[1] and c[0] != "entries_seen")
+                    | "CountPolls" >> beam.Map(_at_poll),
+                    equal_to([(("feeds_polled", 1), t) for t in (t0, t0, t0 + 5, t0 + 5)]
+                             + [(("feeds_failing", 1), t) for t in (t0, t0 + 5)]
+                             + [(("feeds_unchanged", 1), t) for t in unchanged]), label="counts")
+        assert_that(out["states"] | beam.Map(lambda s: (s.feed_url, s.failing, s.content_hash is not None)),
+                    equal_to([(feed.url, None, True)] * 2 + [(broken.url, "not_found", False)] * 2), label="states")

@@ -5,14 +5,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Duration, Timestamp
 
+from pipelines import metrics
 from pipelines.known import (
     ARTICLE_COLUMNS,
     ENTRY_COLUMNS,
     SkipKnown,
+    SkipSeen,
     SkipSettled,
     StoredKeys,
+    _SeenFn,
     entry_key,
     entry_lookups,
     entry_order,
@@ -22,7 +28,7 @@ from pipelines.known import (
 from pipelines.records import Reject
 from pipelines.sinks import to_row
 from schemas import DATASETS
-from tests.conftest import make_entry
+from tests.conftest import make_entry, needs_prism, streaming_on_prism
 
 T = datetime(2025, 6, 13, tzinfo=UTC)
 
@@ -142,3 +148,79 @@ def test_skip_settled_drops_entry_rejects_written_before_and_keeps_feed_rejects(
     with TestPipeline() as p:
         out = p | beam.Create([no_link, fresh, feed]) | SkipSettled(str(tmp_path))
         assert_that(out | beam.Map(lambda r: r.url), equal_to([fresh.url, feed.url]))
+
+
+def _at_poll(element, timestamp=beam.DoFn.TimestampParam):
+    return element, int(timestamp.micros // 1_000_000)
+
+
+@needs_prism
+def test_a_stream_skips_what_was_stored_before_it_and_what_its_polls_passed_on(tmp_path):
+    """SkipSeen on Prism: a key stored before the stream started is never passed on; a key one poll passed on is
+    already stored for the next polls, also once ``keep_days`` have passed since a poll last saw it (its keyed
+    state expired); within a poll, the first in order is kept and the rest are duplicate rejects."""
+    store(tmp_path, stored_table(("old-id", "https://a.example/old", "https://a.example/old", "https://a.example/old")))
+    stored = make_entry("https://a.example/old?utm_source=rss")
+    first = make_entry("https://a.example/dup", published_at=T)
+    second = make_entry("https://a.example/dup#comments", published_at=T.replace(hour=5),
+                        feed_url="https://other.example/feed")
+    fresh = make_entry("https://a.example/new")
+    t0 = 1_764_842_400
+    polls = (TestStream()
+             .add_elements([TimestampedValue(e, t0) for e in (stored, second, first, fresh)])
+             .advance_watermark_to(t0 + 1)
+             .add_elements([TimestampedValue(e, t0 + 5) for e in (first, fresh)])
+             .advance_watermark_to(t0 + 6)
+             .advance_watermark_to(t0 + 60)  # 30 s after the last poll that saw them: out of keyed state
+             .add_elements([TimestampedValue(e, t0 + 60) for e in (first, stored)])
+             .advance_watermark_to_infinity())
+    with TestPipeline(options=streaming_on_prism()) as p:
+        out = (p | polls | SkipSeen(str(tmp_path), ENTRY_COLUMNS, key=entry_key, lookups=entry_lookups,
+                                    order=entry_order, link=lambda e: e.link, keep_days=30 / 86400, settled=True))
+        assert_that(out["new"] | beam.Map(lambda e: e.link) | "NewPolls" >> beam.Map(_at_poll),
+                    equal_to([(first.link, t0), (fresh.link, t0)]), label="new")
+        assert_that(out["rejects"] | beam.Map(lambda r: (r.url, r.reason)) | "RejectPolls" >> beam.Map(_at_poll),
+                    equal_to([((second.link, "duplicate_url"), t0)]), label="rejects")
+        assert_that(out[metrics.COUNTS] | "CountPolls" >> beam.Map(_at_poll),
+                    equal_to([(("entries_already_stored", 1), t) for t in (t0, t0 + 5, t0 + 5, t0 + 60, t0 + 60)]),
+                    label="already stored")
+
+
+class _State:
+    def __init__(self):
+        self.value = None
+
+    def read(self):
+        return self.value
+
+    def write(self, value):
+        self.value = value
+
+    def clear(self):
+        self.value = None
+
+
+class _Timer:
+    def __init__(self):
+        self.at = None
+
+    def set(self, at):
+        self.at = at
+
+
+def test_a_key_seen_by_a_stream_leaves_keyed_state_after_the_window_and_stays_known(tmp_path):
+    """_SeenFn without a runner: a key's state holds the lookup strings of what was passed on, its timer is set
+    ``keep`` after the last poll that saw it, and on expiry the state is cleared and the strings join the values
+    stored before the stream."""
+    seen_fn = _SeenFn(str(tmp_path), ENTRY_COLUMNS, True, entry_lookups, entry_order, lambda e: e.link,
+                      Duration(seconds=30))
+    entry = make_entry("https://a.example/x?utm_source=rss")
+    seen, timer = _State(), _Timer()
+    out = list(seen_fn.process((entry_key(entry), [entry]), Timestamp(100), seen, timer))
+    assert out == [entry] and seen.value == ["https://a.example/x", entry.link] and timer.at == Timestamp(130)
+    out = list(seen_fn.process((entry_key(entry), [entry]), Timestamp(110), seen, timer))
+    assert [o.value for o in out] == [("entries_already_stored", 1)] and timer.at == Timestamp(140)
+    seen_fn.expire(seen)
+    assert seen.value is None
+    out = list(seen_fn.process((entry_key(entry), [make_entry("https://a.example/x")]), Timestamp(200), seen, timer))
+    assert [o.value for o in out] == [("entries_already_stored", 1)]  # known without keyed state

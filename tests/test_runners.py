@@ -5,19 +5,17 @@ and say so."""
 
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
 
 from pipelines import runners
 from pipelines.cli import main
-from tests.conftest import FIXTURES_CONFIG, read_dataset
+from tests.conftest import FIXTURES_CONFIG, PRISM, needs_prism, read_dataset
 from tests.test_stream import assert_each_served_entry_ends_once, config_for, seed_stories
 from tests.test_stream import site as site  # noqa: F401 (the fixture)
 
-PRISM = runners.prism_path()
-needs_prism = pytest.mark.skipif(not PRISM.is_file(), reason=f"Prism is not installed at {PRISM}: run "
-                                                              "`newsbeam install-runners`")
 OWN = {"run_id", "fetched_at", "rejected_at", "ingest_date", "first_seen", "last_seen"}
 
 
@@ -37,6 +35,29 @@ def test_install_is_idempotent_and_a_run_on_prism_uses_the_installed_binary(tmp_
     assert runners.with_installed_runner(["--prism_location=/x"], "PrismRunner") == ["--prism_location=/x"]
     assert runners.with_installed_runner([], None) == []
     assert str(binary).startswith(str(tmp_path)) and runners.prism_version() in str(binary)
+
+
+def test_prism_is_served_by_newsbeam_only_for_a_local_binary_and_a_failed_start_is_one_line(tmp_path):
+    broken = tmp_path / "prism"
+    broken.write_text("#!/bin/sh\nexit 3\n")
+    broken.chmod(0o755)
+    for args in (["--runner=FlinkRunner", f"--prism_location={broken}"],  # another runner
+                 ["--runner=PrismRunner", f"--prism_location={broken}", "--job_endpoint=localhost:1"],
+                 ["--runner=PrismRunner", f"--prism_location={tmp_path / 'none'}"]):  # Beam downloads it
+        with runners.prism_served(args) as served:
+            assert served == args
+    with pytest.raises(runners.CannotStart, match="exited at once"), \
+            runners.prism_served(["--runner=PrismRunner", f"--prism_location={broken}"]):
+        pass
+
+
+@needs_prism
+def test_a_served_prism_listens_until_the_block_ends():
+    with runners.prism_served(["--runner=PrismRunner", f"--prism_location={PRISM}"]) as served:
+        port = int(served[-1].removeprefix("--job_endpoint=localhost:"))
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
 
 def rows(out: Path, name: str) -> list[str]:

@@ -2,6 +2,7 @@
 Prism (skipped when ``newsbeam install-runners`` has not run) and as the loop of bounded runs in process;
 switches between streams and batch runs; stopping by signal and by kill -9; the pure parts of the loop."""
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import tomllib
 from collections import Counter
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from xml.sax.saxutils import escape
 
 import pyarrow.dataset as ds
@@ -19,14 +21,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmarks.localserver import NOT_FOUND, Answer, serve
-from pipelines import runners
 from pipelines.cli import LOCKED, main
 from pipelines.records import Run
-from pipelines.stream import poll_line, run_stream, stream_summary
-from tests.conftest import FIXTURES, ROOT
+from pipelines.stream import add_poll, poll_line, run_stream, stream_summary
+from tests.conftest import FIXTURES, ROOT, needs_prism
 
-needs_prism = pytest.mark.skipif(not runners.prism_path().is_file(),
-                                 reason="Prism is not installed: run newsbeam install-runners")
 # the two ways a stream runs: one unbounded pipeline on Prism (the default), a loop of runs in process
 MODES = [pytest.param([], id="prism", marks=needs_prism), pytest.param(["--runner=DirectRunner"], id="loop")]
 REPLAY = tomllib.loads((FIXTURES / "replay.toml").read_text())["response"]
@@ -118,7 +117,8 @@ def test_a_stream_stores_each_entry_of_a_growing_feed_once(tmp_path, site, capsy
 
     summaries = {p.stem: json.loads(p.read_text()) for p in (out / "_runs").glob("*.json")}
     stream = next(s for s in summaries.values() if s.get("kind") == "stream")
-    polls = [summaries[run_id] for run_id in stream["runs"]]
+    polls = sorted((s for s in summaries.values() if s.get("stream") == stream["run_id"]), key=lambda s: s["run_id"])
+    assert stream["last_poll"] == polls[-1]["run_id"]
     assert stream["polls"] == 3 and stream["stopped_by"] == "polls" and stream["reconciled"] is True
     assert [p["entries"]["seen"] for p in polls] == [7, 14, 20]  # the feed lists what earlier polls stored
     assert [p["entries"]["already_stored"] for p in polls] == [0, 7, 14]  # ... and its dead link, once rejected
@@ -196,10 +196,12 @@ def test_a_stream_killed_outright_then_restarted_stores_nothing_twice_and_loses_
     try:
         assert proc.stdout.readline().startswith("poll 1 ")
         time.sleep(after)
+        runner = _descendants(proc.pid)  # the Prism job server newsbeam started, and what ties it to newsbeam
         proc.kill()
         proc.wait(timeout=30)
     finally:
         proc.kill()
+    assert runner and _gone(runner), "Prism outlived the stream it ran"
     for name in ("articles", "stories", "rejects", "stories_current"):  # what a reader finds: whole files
         for path in (out / name).rglob("*"):
             if path.is_file():
@@ -210,6 +212,32 @@ def test_a_stream_killed_outright_then_restarted_stores_nothing_twice_and_loses_
     assert ended == Counter(site.served_links())
     assert len(seed_stories(out)) == 1
     assert not [p for p in (out / "_tmp").rglob("*") if p.is_file()]
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                children.setdefault(int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]), []).append(
+                    int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _gone(pids: list[int], within: float = 10.0) -> bool:
+    def alive(pid: int) -> bool:
+        with contextlib.suppress(OSError):
+            return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
+        return False
+    deadline = time.monotonic() + within
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not any(alive(pid) for pid in pids)
 
 
 # --- the loop itself, without Beam ---
@@ -227,13 +255,17 @@ def test_poll_line_and_stream_summary_add_up_the_polls():
     line = poll_line(4, SUMMARY)
     assert line.startswith("poll 4 r (1.0s): feeds 2 polled (1 unchanged, 0 failing); entries 5 seen = 3 stored")
     other = {**SUMMARY, "run_id": "s", "rejects": {"total": 2, "by_reason": {"timeout": 2}}}
-    total = stream_summary(STREAM, [SUMMARY, other], STREAM.started_at, "out", 60.0, "polls")
+    totals = add_poll(add_poll(None, SUMMARY), other)
+    total = stream_summary(STREAM, totals, STREAM.started_at, "out", 60.0, "polls")
     assert total["entries"] == {"seen": 10, "articles_written": 6, "rejected": 2, "already_stored": 2}
     assert total["rejects"] == {"total": 3, "by_reason": {"http_4xx": 1, "timeout": 2}}
-    assert total["runs"] == ["r", "s"] and total["reconciled"] is True and total["kind"] == "stream"
-    blind = stream_summary(STREAM, [SUMMARY, {"run_id": "t", "metrics_available": False}], STREAM.started_at,
-                           "out", 60.0, "polls")
-    assert blind["reconciled"] is None and "entries" not in blind
+    assert total["polls"] == 2 and total["last_poll"] == "s" and total["reconciled"] is True
+    assert total["kind"] == "stream" and SUMMARY["entries"]["seen"] == 5  # the polls' own summaries untouched
+    blind = stream_summary(STREAM, add_poll(totals, {"run_id": "t", "metrics_available": False}),
+                           STREAM.started_at, "out", 60.0, "polls")
+    assert blind["reconciled"] is None and "entries" not in blind and blind["polls"] == 3
+    none = stream_summary(STREAM, None, STREAM.started_at, "out", 60.0, "signal")
+    assert none["polls"] == 0 and none["entries"] is None and none["reconciled"] is True
 
 
 class FakeClock:

@@ -13,8 +13,6 @@ from datetime import UTC, datetime, timedelta
 
 import apache_beam as beam
 import pyarrow.dataset as ds
-import pytest
-from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
@@ -22,17 +20,13 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from benchmarks.localserver import NOT_FOUND, serve
-from pipelines import runners
 from pipelines.config import Config, FetchConfig, OutputConfig
 from pipelines.polls import assigned, rows_of
 from pipelines.records import Article, Assignment, FeedEntry, FeedSpec, Reject, Run
 from pipelines.stream import follow
 from pipelines.streaming import build_stream, poll_feeds
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, needs_prism, streaming_on_prism
 from tests.test_stream import REPLAY, SEEDS, _path
-
-needs_prism = pytest.mark.skipif(not runners.prism_path().is_file(),
-                                 reason="Prism is not installed: run newsbeam install-runners")
 
 START = datetime(2026, 12, 4, 10, 0, 0, tzinfo=UTC)
 STREAM = Run("20261204T100000Z-abcdef", START, poll_every=5)
@@ -50,17 +44,29 @@ def test_each_poll_is_a_run_of_its_own_named_by_its_second():
     assert batch.at(Timestamp.of(0)) is batch  # a batch run's elements all belong to it
 
 
-def test_polls_start_every_poll_every_seconds_until_asked_to_stop(tmp_path):
+def test_polls_start_every_poll_every_seconds_one_at_a_time_until_asked_to_stop(tmp_path):
     feeds = (FeedSpec(url="http://a.example/feed"), FeedSpec(url="http://b.example/feed"))
-    ticks = [START.timestamp() + k for k in range(11)]
-    started = [t for t in ticks if list(poll_feeds(t, feeds, STREAM, str(tmp_path)))]
-    assert started == [ticks[0], ticks[5], ticks[10]]
-    assert list(poll_feeds(ticks[0], feeds, STREAM, str(tmp_path))) == [(f.url, f) for f in feeds]
-    assert sorted(p.name for p in (tmp_path / "_tmp" / STREAM.run_id / "started").iterdir()) == [
-        STREAM.at(Timestamp.of(t)).run_id for t in started]
-    assert list(poll_feeds(ticks[10], feeds, STREAM, str(tmp_path), polls=2)) == []  # only the first two
-    (tmp_path / "_tmp" / STREAM.run_id / "stop").write_text("stop")
-    assert list(poll_feeds(ticks[10] + 5, feeds, STREAM, str(tmp_path))) == []
+    stream_tmp = tmp_path / "_tmp" / STREAM.run_id
+    (stream_tmp / "polls").mkdir(parents=True)
+
+    def tick(k: int, polls: int | None = None) -> bool:
+        return bool(list(poll_feeds(START.timestamp() + k, feeds, STREAM, str(tmp_path), polls)))
+
+    def commit(k: int) -> None:  # what CommitPoll leaves once a poll is committed
+        (stream_tmp / "polls" / f"{STREAM.at(Timestamp.of(START.timestamp() + k)).run_id}.json").write_text("{}")
+
+    assert list(poll_feeds(START.timestamp(), feeds, STREAM, str(tmp_path))) == [(f.url, f) for f in feeds]
+    assert [k for k in range(1, 11) if tick(k)] == []  # poll 0 is under way: the ticks at 5 and 10 are skipped
+    commit(0)
+    assert [k for k in range(11, 16) if tick(k)] == [15]  # the next tick that starts a poll
+    commit(15)
+    assert [k for k in range(16, 21) if tick(k, polls=2)] == []  # two polls started: no third
+    assert tick(20, polls=3)
+    assert sorted(p.name for p in (stream_tmp / "started").iterdir()) == [
+        STREAM.at(Timestamp.of(START.timestamp() + k)).run_id for k in (0, 15, 20)]
+    commit(20)
+    (stream_tmp / "stop").write_text("stop")
+    assert not tick(25)
 
 
 def _article(article_id: str, url: str) -> Article:
@@ -106,7 +112,7 @@ def test_following_a_stream_prints_each_poll_and_cancels_once_the_polls_started_
     assert cancelled == [True] and result["polls"] == 2 and result["stopped_by"] == "signal"
     assert result["entries"]["seen"] == 4 and result["reconciled"] is True
     saved = json.loads((tmp_path / "_runs" / f"{STREAM.run_id}.json").read_text())
-    assert saved["runs"] == ["p1", "p2"]
+    assert saved["polls"] == 2 and saved["last_poll"] == "p2"
 
 
 # --- the stages on Prism, fed by TestStream ---
@@ -154,10 +160,8 @@ def test_entries_out_of_order_late_repeated_and_moved_are_each_stored_once(tmp_p
                        TimestampedValue(FeedEntry(feed, link(0) + "?edition=2", published_at=published(5)), t1)])
         .advance_watermark_to_infinity()
     )
-    options = PipelineOptions(["--runner=PrismRunner", f"--prism_location={runners.prism_path()}", "--streaming",
-                               "--prism_log_level=error"])
     try:
-        with TestPipeline(options=options) as p:
+        with TestPipeline(options=streaming_on_prism()) as p:
             summaries = build_stream(p, config, STREAM, entries=p | polls)
             assert_that(summaries | beam.Map(lambda s: (s["run_id"][:16], s["entries"], s["reconciled"])),
                         equal_to([
