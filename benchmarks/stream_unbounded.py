@@ -37,30 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.localserver import serve  # noqa: E402
+from benchmarks.processes import cpu_and_rss, descendants  # noqa: E402
 from benchmarks.stream_polls import SyntheticSite, answer, state_bytes  # noqa: E402
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-    return found
-
-
-def cpu_and_rss(pid: int) -> tuple[float, float]:
-    """(CPU seconds used so far, resident MB) of a process."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                   if line.startswith("VmRSS:"))
-    except (OSError, StopIteration):
-        return 0.0, 0.0
-    return (int(fields[11]) + int(fields[12])) / TICK, rss / 1024
 
 
 class Publisher(threading.Thread):
@@ -144,7 +122,7 @@ def measure(name: str, work: Path, beam_args: list[str], polls: int, every: floa
         number = int(line.split()[1])
         cpu, rss = cpu_and_rss(me)
         prism_cpu, prism_rss = 0.0, 0.0
-        for child in _children(me):
+        for child in descendants(me):
             c, r = cpu_and_rss(child)
             prism_cpu, prism_rss = prism_cpu + c, prism_rss + r
         latency = float(line.split("(", 1)[1].split("s)", 1)[0])

@@ -2,7 +2,6 @@
 Prism (skipped when ``newsbeam install-runners`` has not run) and as the loop of bounded runs in process;
 switches between streams and batch runs; stopping by signal and by kill -9; the pure parts of the loop."""
 
-import contextlib
 import json
 import signal
 import subprocess
@@ -13,7 +12,6 @@ import tomllib
 from collections import Counter
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from xml.sax.saxutils import escape
 
 import pyarrow.dataset as ds
@@ -21,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmarks.localserver import NOT_FOUND, Answer, serve
+from benchmarks.processes import descendants, running
 from pipelines.cli import LOCKED, main
 from pipelines.records import Run
 from pipelines.stream import add_poll, poll_line, run_stream, stream_summary
@@ -196,7 +195,7 @@ def test_a_stream_killed_outright_then_restarted_stores_nothing_twice_and_loses_
     try:
         assert proc.stdout.readline().startswith("poll 1 ")
         time.sleep(after)
-        runner = _descendants(proc.pid)  # the Prism job server newsbeam started, and what ties it to newsbeam
+        runner = descendants(proc.pid)  # the Prism job server newsbeam started, and what ties it to newsbeam
         proc.kill()
         proc.wait(timeout=30)
     finally:
@@ -214,30 +213,11 @@ def test_a_stream_killed_outright_then_restarted_stores_nothing_twice_and_loses_
     assert not [p for p in (out / "_tmp").rglob("*") if p.is_file()]
 
 
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                children.setdefault(int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]), []).append(
-                    int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def _gone(pids: list[int], within: float = 10.0) -> bool:
-    def alive(pid: int) -> bool:
-        with contextlib.suppress(OSError):
-            return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
-        return False
     deadline = time.monotonic() + within
-    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(running(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    return not any(alive(pid) for pid in pids)
+    return not any(running(pid) for pid in pids)
 
 
 # --- the loop itself, without Beam ---
