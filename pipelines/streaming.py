@@ -60,10 +60,9 @@ def poll_feeds(tick: float, feeds: tuple[FeedSpec, ...], stream: Run, output: st
     One poll at a time is also what keeps the keyed steps right on Prism, which was seen to run bundles of
     one key of a stateful step at once, each with the state as it was before the other (a poll's bundles
     are all done when its commit has written its summary)."""
-    k, offset = divmod(round(tick - stream.started_at.timestamp()), stream.poll_every or 1)
-    if offset or FileSystems.exists(stop_file(output, stream)):
+    if round(tick - stream.started_at.timestamp()) % (stream.poll_every or 1):
         return
-    if _under_way(output, stream):
+    if FileSystems.exists(stop_file(output, stream)) or _under_way(output, stream):
         return
     count_file = started_count_file(output, stream)
     started = int(read_bytes(count_file) or 0) if FileSystems.exists(count_file) else 0
