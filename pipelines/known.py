@@ -15,9 +15,9 @@ a feed polled every few minutes does not refetch, and reject again, the same dea
 are bounded: a link with ``ATTEMPTS`` entry-level rows of reasons that may pass is settled as well.
 
 A stream (``pipelines.streaming``) checks with ``SkipSeen`` instead: what was stored or settled before the
-stream started is read once (``stored_values``), so a poll reads no stored file; the keys its polls passed on
-are keyed state until ``window_days`` after the last poll that saw them, then join the values read at the
-start, as a stream started later would read them.
+stream started is read once (``stored_values``), so a poll reads no stored file; the keys its polls pass on
+join those values in the worker's memory at once, as a stream started later would read them, and are keyed
+state until ``window_days`` after the last poll that saw them (for a worker that takes the key over).
 
 The lookup goes the cheap way round: this run's lookup strings (a few thousand at most) are a side input,
 and each batch of stored rows is tested against them with one vectorised ``is_in`` per column, so only
@@ -356,8 +356,8 @@ class SkipSeen(beam.PTransform):
     the poll that read it) -> ``new`` (one per key per poll, stored by no earlier poll or run) and
     ``rejects``. Within a poll, several elements with one key keep the first in ``order`` (the rest are
     ``duplicate_url`` rejects), as in a batch run; a key passed on by one poll is already stored for every
-    later poll: in keyed state until ``keep_days`` after the last poll that saw it, in the worker's memory
-    after that."""
+    later poll: in the worker's memory, and in keyed state until ``keep_days`` after the last poll that saw
+    it."""
 
     def __init__(self, output: str, columns: tuple[str, ...], key: Callable, lookups: Callable, order: Callable,
                  link: Callable, keep_days: float, settled: bool = False):
