@@ -413,15 +413,13 @@ def run_once(config: Config, beam_args: list[str], run: Run) -> dict:
     output = config.output.path
     feeds_state = state_dir(output, "feeds")
     checked = prepare(output, run.run_id, forget_feeds=lambda: forget_feed_states(feeds_state, run.run_id))
-    with prism_served(with_defaults(beam_args), show_logs=_debugging()) as args:
-        options = PipelineOptions(args)
-        runner = local_runner(options) if options.view_as(StandardOptions).runner is None else None
-        pipeline = beam.Pipeline(runner=runner, options=options)
-        build(pipeline, config, run, all_stories=checked.damaged("stories"))
-        result = pipeline.run()
-        result.wait_until_finish()
-        counters = counters_of(result)  # asked of the job server, which ends with the block
-    summary = build_summary(counters, run, datetime.now(UTC), output, datasets=checked.as_dict(),
+    options = PipelineOptions(with_defaults(beam_args))
+    runner = local_runner(options) if options.view_as(StandardOptions).runner is None else None
+    pipeline = beam.Pipeline(runner=runner, options=options)
+    build(pipeline, config, run, all_stories=checked.damaged("stories"))
+    result = pipeline.run()
+    result.wait_until_finish()
+    summary = build_summary(counters_of(result), run, datetime.now(UTC), output, datasets=checked.as_dict(),
                             failing=failing_feeds(feeds_state))
     delete([temp_dir(output, run.run_id)])
     return summary

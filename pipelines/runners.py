@@ -7,7 +7,7 @@ another release is not promised to work with it), into a cache outside the check
 asks no registry, and runs need no network. ``newsbeam run --runner=PrismRunner`` uses the installed binary
 when no ``--prism_location`` is given, instead of Beam's download from the internet.
 
-newsbeam starts that Prism itself (``prism_served``), as Beam would, except that it goes when newsbeam goes:
+A stream starts that Prism itself (``prism_served``), as Beam would, except that it goes when newsbeam goes:
 Beam's own launch leaves Prism behind when the Python process is killed outright, still running the job
 whose in-process workers are gone, at most of a core, for good.
 """
