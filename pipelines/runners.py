@@ -9,7 +9,7 @@ when no ``--prism_location`` is given, instead of Beam's download from the inter
 
 A stream starts that Prism itself (``prism_served``), as Beam would, except that it goes when newsbeam goes:
 Beam's own launch leaves Prism behind when the Python process is killed outright, still running the job
-whose in-process workers are gone, at most of a core, for good.
+whose in-process workers are gone, on up to most of a core, for good.
 """
 
 from __future__ import annotations
@@ -24,6 +24,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import apache_beam as beam
+from apache_beam.options.pipeline_options import (
+    PipelineOptions,
+    PortableOptions,
+    PrismRunnerOptions,
+    StandardOptions,
+)
 
 PRISM_MODULE = "github.com/apache/beam/sdks/v2/go/cmd/prism"
 
@@ -98,18 +104,17 @@ def prism_served(beam_args: list[str], show_logs: bool = False, ready_within: fl
     doc), with its address as ``--job_endpoint``; the arguments as they are when they name another runner,
     a job endpoint, or no local Prism binary (Beam then downloads and starts Prism itself). Prism logs to
     stderr at ``--prism_log_level`` when ``show_logs``; it is stopped when the block ends."""
-    def value(name: str) -> str | None:
-        return next((a.split("=", 1)[1] for a in beam_args if a.startswith(f"{name}=")), None)
-
-    binary = value("--prism_location")
-    if ((value("--runner") or "").rsplit(".", 1)[-1].lower() != "prismrunner" or value("--job_endpoint")
-            or binary is None or not Path(binary).is_file()):
+    options = PipelineOptions(beam_args)
+    prism = options.view_as(PrismRunnerOptions)
+    binary = prism.prism_location
+    if ((options.view_as(StandardOptions).runner or "").rsplit(".", 1)[-1].lower() != "prismrunner"
+            or options.view_as(PortableOptions).job_endpoint or binary is None or not Path(binary).is_file()):
         yield beam_args
         return
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [binary, "--job_port", str(port), "--log_level", value("--prism_log_level") or "error",
+    command = [binary, "--job_port", str(port), "--log_level", prism.prism_log_level,
                "--log_kind", "json", "--serve_http=false"]
     server = subprocess.Popen(["sh", "-c", _TIED, "prism", *command], stdin=subprocess.PIPE,
                               stdout=None if show_logs else subprocess.DEVNULL,

@@ -53,7 +53,7 @@ def test_prism_is_served_by_newsbeam_only_for_a_local_binary_and_a_failed_start_
 
 @needs_prism
 def test_a_served_prism_listens_until_the_block_ends():
-    with runners.prism_served(["--runner=PrismRunner", f"--prism_location={PRISM}"]) as served:
+    with runners.prism_served(["--runner", "PrismRunner", "--prism_location", str(PRISM)]) as served:  # either form
         port = int(served[-1].removeprefix("--job_endpoint=localhost:"))
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
     with pytest.raises(OSError):
